@@ -1,1 +1,120 @@
-fn main() {}
+//! `quiver`: the command-line entry point.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use quiver_runtime::{model::LoadOptions, server::DEFAULT_MAX_BODY_BYTES, Server, ServerOptions};
+use tracing_subscriber::EnvFilter;
+
+/// Quiver: a KServe- and Triton-compatible inference server.
+#[derive(Debug, Parser)]
+#[command(name = "quiver", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the models of a Triton-layout model repository over HTTP and gRPC.
+    Serve(ServeArgs),
+}
+
+/// Flags follow tritonserver's names.
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// The model repository: <repo>/<model>/[config.pbtxt], <repo>/<model>/<version>/model.onnx.
+    #[arg(long)]
+    model_repository: PathBuf,
+    /// HTTP address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    http_address: IpAddr,
+    /// HTTP port (KServe V1, Open Inference Protocol REST, /metrics); 0 picks a free port.
+    #[arg(long, default_value_t = 8000)]
+    http_port: u16,
+    /// gRPC address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    grpc_address: IpAddr,
+    /// gRPC port (inference.GRPCInferenceService); 0 picks a free port.
+    #[arg(long, default_value_t = 8001)]
+    grpc_port: u16,
+    /// Largest accepted HTTP request body or gRPC message, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    http_max_body_bytes: usize,
+    /// Backend settings as KEY=VALUE (Triton's --backend-config); supported:
+    /// default-max-batch-size=N (max_batch_size auto-complete gives models that can batch).
+    #[arg(long = "backend-config", value_name = "[BACKEND,]KEY=VALUE")]
+    backend_config: Vec<String>,
+}
+
+fn load_options(settings: &[String]) -> anyhow::Result<LoadOptions> {
+    let mut options = LoadOptions::default();
+    for setting in settings {
+        // Triton accepts "<backend>,<key>=<value>" and "<key>=<value>".
+        let kv = setting.rsplit_once(',').map_or(setting.as_str(), |(_, kv)| kv);
+        let (key, value) = kv.split_once('=').with_context(|| format!("--backend-config '{setting}' is not KEY=VALUE"))?;
+        match key {
+            "default-max-batch-size" => {
+                options.default_max_batch_size =
+                    value.parse().with_context(|| format!("default-max-batch-size '{value}' is not an integer"))?;
+            }
+            other => anyhow::bail!("unknown --backend-config setting '{other}'"),
+        }
+    }
+    Ok(options)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.model_repository.is_dir(),
+        "--model-repository {} is not a directory",
+        args.model_repository.display()
+    );
+    let options = ServerOptions {
+        model_repository: args.model_repository,
+        http_addr: SocketAddr::new(args.http_address, args.http_port),
+        grpc_addr: SocketAddr::new(args.grpc_address, args.grpc_port),
+        max_body_bytes: args.http_max_body_bytes,
+        load: load_options(&args.backend_config)?,
+    };
+    let server = Server::bind(options).await?;
+    server.run(shutdown_signal()).await?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("QUIVER_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args)),
+    }
+}

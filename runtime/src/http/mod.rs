@@ -1,0 +1,333 @@
+//! The HTTP edge (hyper): KServe V1, the Open Inference Protocol's REST binding with Triton's
+//! extensions, and `/metrics`.
+
+pub mod codec;
+pub mod v1;
+pub mod v2;
+
+use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto::Builder, graceful::GracefulShutdown},
+};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::{model::ModelVersion, registry::ModelRegistry, ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION};
+
+/// What every HTTP handler shares.
+#[derive(Debug)]
+pub struct HttpState {
+    /// The models.
+    pub registry: Arc<ModelRegistry>,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Set once shutdown begins, so readiness turns false while in-flight work drains.
+    pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+type HttpResponse = Response<Full<Bytes>>;
+
+/// The HTTP status for an error: KServe's mapping.
+pub fn status_of(error: &ServeError) -> StatusCode {
+    match error {
+        ServeError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+        ServeError::NotFound(_) => StatusCode::NOT_FOUND,
+        ServeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ServeError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
+        ServeError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ServeError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ServeError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+    }
+}
+
+fn json_response(status: StatusCode, value: &Value) -> HttpResponse {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn error_response(error: &ServeError) -> HttpResponse {
+    let mut response = json_response(status_of(error), &json!({ "error": error.to_string() }));
+    if matches!(error, ServeError::QueueFull(_)) {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+fn empty(status: StatusCode) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
+/// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting and waits for
+/// in-flight requests to finish.
+pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl Future<Output = ()>) {
+    let graceful = GracefulShutdown::new();
+    let builder = Builder::new(TokioExecutor::new());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |request| {
+            let state = state.clone();
+            async move { Ok::<_, Infallible>(handle(&state, request).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Percent-decodes a path segment (model names may be URL-quoted by clients).
+fn decode_segment(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Routes one request.
+pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpResponse {
+    let path = request.uri().path().to_string();
+    let segments: Vec<String> = path.trim_matches('/').split('/').map(decode_segment).collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = request.method().clone();
+    let result = match (&method, segments.as_slice()) {
+        (&Method::GET, ["v2", "health", "live"]) => Ok(empty(StatusCode::OK)),
+        (&Method::GET, ["v2", "health", "ready"]) => Ok(empty(if server_ready(state) { StatusCode::OK } else { StatusCode::BAD_REQUEST })),
+        (&Method::GET, ["v2"]) => Ok(json_response(
+            StatusCode::OK,
+            &json!({ "name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS }),
+        )),
+        (_, ["v2", "models", model, rest @ ..]) => {
+            let (version, action) = match rest {
+                ["versions", version, action @ ..] => (*version, action),
+                action => ("", action),
+            };
+            model_route(state, &method, model, version, action, request).await
+        }
+        (&Method::POST, ["v2", "repository", "index"]) => repository_index(state, request).await,
+        (&Method::POST, ["v2", "repository", "models", _, "load" | "unload"]) => Err(ServeError::Unsupported(
+            "explicit model load and unload are not available in model control mode 'none'".into(),
+        )),
+        (&Method::GET, ["v1", "models"]) => {
+            let names: Vec<String> = state.registry.snapshot().models.keys().cloned().collect();
+            Ok(json_response(StatusCode::OK, &json!({ "models": names })))
+        }
+        (&Method::GET, ["v1", "models", model]) => v1_model(state, model),
+        (&Method::POST, ["v1", "models", target]) => match target.rsplit_once(':') {
+            Some((model, "predict")) => v1_predict(state, model, request).await,
+            _ => Err(ServeError::NotFound(format!("no route for POST {path}"))),
+        },
+        (&Method::GET, ["metrics"]) => {
+            let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render())));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+            Ok(response)
+        }
+        _ => Err(ServeError::NotFound(format!("no route for {method} {path}"))),
+    };
+    result.unwrap_or_else(|e| error_response(&e))
+}
+
+fn server_ready(state: &HttpState) -> bool {
+    !state.shutting_down.load(std::sync::atomic::Ordering::Acquire) && state.registry.all_ready()
+}
+
+async fn read_body(state: &HttpState, request: Request<Incoming>) -> Result<(http::request::Parts, Bytes), ServeError> {
+    let (parts, body) = request.into_parts();
+    let too_large = || ServeError::PayloadTooLarge(format!("request body exceeds the limit of {} bytes", state.max_body_bytes));
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+        return Err(too_large());
+    }
+    let collected = Limited::new(body, state.max_body_bytes).collect().await.map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            too_large()
+        } else {
+            ServeError::InvalidInput(format!("failed to read the request body: {e}"))
+        }
+    })?;
+    Ok((parts, collected.to_bytes()))
+}
+
+async fn model_route(
+    state: &HttpState,
+    method: &Method,
+    model: &str,
+    version: &str,
+    action: &[&str],
+    request: Request<Incoming>,
+) -> Result<HttpResponse, ServeError> {
+    match (method, action) {
+        (&Method::GET, []) => {
+            let m = state.registry.get(model, version)?;
+            Ok(json_response(StatusCode::OK, &model_metadata(state, &m)))
+        }
+        (&Method::GET, ["ready"]) => {
+            state.registry.get(model, version).map(|_| empty(StatusCode::OK)).or_else(|e| match e {
+                ServeError::Unavailable(_) => Ok(empty(StatusCode::BAD_REQUEST)),
+                other => Err(other),
+            })
+        }
+        (&Method::GET, ["config"]) => {
+            let m = state.registry.get(model, version)?;
+            let config = quiver_model_formats::config::to_json(m.config()).map_err(|e| ServeError::Inference(e.to_string()))?;
+            Ok(json_response(StatusCode::OK, &config))
+        }
+        (&Method::POST, ["infer"]) => {
+            let m = state.registry.get(model, version)?;
+            v2_infer(state, &m, request).await
+        }
+        _ => Err(ServeError::NotFound(format!("no route for {method} {}", request.uri().path()))),
+    }
+}
+
+/// The V2 model metadata document.
+pub fn model_metadata(state: &HttpState, model: &ModelVersion) -> Value {
+    let tensors = |list: &[quiver_model_formats::TensorInfo]| -> Vec<Value> {
+        list.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype.as_v2(), "shape": t.shape })).collect()
+    };
+    json!({
+        "name": model.name(),
+        "versions": state.registry.ready_versions(model.name()),
+        "platform": model.platform(),
+        "inputs": tensors(model.inputs()),
+        "outputs": tensors(model.outputs()),
+    })
+}
+
+async fn v2_infer(state: &HttpState, model: &ModelVersion, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
+    let (parts, body) = read_body(state, request).await?;
+    let json_length = match parts.headers.get(v2::HEADER_CONTENT_LENGTH) {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| ServeError::InvalidInput("Inference-Header-Content-Length is not a number".into()))?,
+        ),
+        None => None,
+    };
+    let decoded = v2::decode_request(body, json_length)?;
+    let options = v2::RequestOptions::of(&decoded);
+    let response = model.infer(decoded).await?;
+    let encoded = v2::encode_response(&response, &options)?;
+    let mut http_response = Response::new(Full::new(encoded.body));
+    let headers = http_response.headers_mut();
+    match encoded.json_length {
+        Some(length) => {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+            headers.insert(v2::HEADER_CONTENT_LENGTH, HeaderValue::from(length));
+        }
+        None => {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+    }
+    Ok(http_response)
+}
+
+async fn repository_index(state: &HttpState, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
+    let (_, body) = read_body(state, request).await?;
+    let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        let parsed: Value = serde_json::from_slice(&body)
+            .map_err(|e| ServeError::InvalidInput(format!("failed to parse the request JSON: {e}")))?;
+        parsed.get("ready").and_then(Value::as_bool).unwrap_or(false)
+    };
+    let rows: Vec<Value> = state
+        .registry
+        .index(ready_only)
+        .into_iter()
+        .map(|row| {
+            let mut entry = json!({ "name": row.name, "state": row.state });
+            if !row.version.is_empty() {
+                entry["version"] = json!(row.version);
+            }
+            if !row.reason.is_empty() {
+                entry["reason"] = json!(row.reason);
+            }
+            entry
+        })
+        .collect();
+    Ok(json_response(StatusCode::OK, &Value::Array(rows)))
+}
+
+fn v1_model(state: &HttpState, model: &str) -> Result<HttpResponse, ServeError> {
+    let ready = match state.registry.get(model, "") {
+        Ok(_) => true,
+        Err(ServeError::Unavailable(_)) => false,
+        Err(e) => return Err(e),
+    };
+    Ok(json_response(StatusCode::OK, &json!({ "name": model, "ready": ready })))
+}
+
+async fn v1_predict(state: &HttpState, model: &str, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
+    let m = state.registry.get(model, "")?;
+    let (_, body) = read_body(state, request).await?;
+    let decoded = v1::decode_predict(&body, &m)?;
+    let response = m.infer(decoded).await?;
+    Ok(json_response(StatusCode::OK, &v1::encode_predict(&response)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(decode_segment("my%20model"), "my model");
+        assert_eq!(decode_segment("a%2"), "a%2");
+        assert_eq!(decode_segment("%zz"), "%zz");
+        assert_eq!(decode_segment("plain"), "plain");
+    }
+
+    #[test]
+    fn status_mapping_follows_kserve() {
+        assert_eq!(status_of(&ServeError::InvalidInput(String::new())), 400);
+        assert_eq!(status_of(&ServeError::NotFound(String::new())), 404);
+        assert_eq!(status_of(&ServeError::Unavailable(String::new())), 503);
+        assert_eq!(status_of(&ServeError::Inference(String::new())), 500);
+        assert_eq!(status_of(&ServeError::Unsupported(String::new())), 501);
+        assert_eq!(status_of(&ServeError::QueueFull(String::new())), 429);
+    }
+}

@@ -1,0 +1,319 @@
+//! A loaded model version: its completed configuration, its backend model and its scheduler,
+//! and the request checks done before anything is queued.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use quiver_model_formats::{
+    config::{self, ConfigError},
+    onnx::OnnxBackend,
+    proto::{self, model_config::SchedulingChoice},
+    Backend, DataType, Model, ModelConfig, Tensor, TensorInfo,
+};
+use thiserror::Error;
+
+use crate::{
+    infer::{InferOutput, InferRequest, InferResponse},
+    metrics::VersionMetrics,
+    repository::ModelDirectory,
+    scheduler::{Scheduler, SchedulerOptions},
+    ServeError,
+};
+
+/// Queue bound used when the config sets no `max_queue_size` (Triton's 0 means unbounded;
+/// Quiver always bounds its queues).
+pub const DEFAULT_MAX_QUEUE_SIZE: usize = 1024;
+
+/// Why a model version could not be loaded.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// No backend serves the config's platform/backend.
+    #[error("no backend for platform '{platform}' / backend '{backend}' (Quiver serves onnxruntime_onnx)")]
+    UnsupportedPlatform {
+        /// The config's platform.
+        platform: String,
+        /// The config's backend.
+        backend: String,
+    },
+    /// The backend failed to load the file.
+    #[error("{0}")]
+    Backend(String),
+    /// The config does not fit the model.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// The executor threads could not be started.
+    #[error("failed to start executor threads: {0}")]
+    Threads(String),
+}
+
+/// Settings that apply to every model load.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// `max_batch_size` given by auto-complete to models that can batch (Triton's
+    /// `default-max-batch-size` backend setting, 4 by default).
+    pub default_max_batch_size: i32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { default_max_batch_size: 4 }
+    }
+}
+
+fn backend_for(config: &ModelConfig) -> Result<&'static dyn Backend, LoadError> {
+    static ONNX: OnnxBackend = OnnxBackend;
+    match (config.platform.as_str(), config.backend.as_str()) {
+        ("" | "onnxruntime_onnx", "" | "onnxruntime") => Ok(&ONNX),
+        (platform, backend) => {
+            Err(LoadError::UnsupportedPlatform { platform: platform.to_string(), backend: backend.to_string() })
+        }
+    }
+}
+
+/// A model version ready to serve.
+#[derive(Debug)]
+pub struct ModelVersion {
+    name: String,
+    version: String,
+    config: ModelConfig,
+    inputs: Vec<TensorInfo>,
+    outputs: Vec<TensorInfo>,
+    /// Index of each config output in the backend's output order.
+    output_order: Vec<usize>,
+    scheduler: Scheduler,
+    metrics: VersionMetrics,
+}
+
+impl ModelVersion {
+    /// Loads `version` of the model in `dir`. Blocking: call it off the reactor.
+    pub fn load(dir: &ModelDirectory, version: u64, options: &LoadOptions) -> Result<ModelVersion, LoadError> {
+        let backend = backend_for(&dir.config)?;
+        let file = if dir.config.default_model_filename.is_empty() {
+            backend.default_model_filename()
+        } else {
+            dir.config.default_model_filename.as_str()
+        };
+        let path = dir.path.join(version.to_string()).join(file);
+        let model: Arc<dyn Model> =
+            Arc::from(backend.load(&path).map_err(|e| LoadError::Backend(e.to_string()))?);
+        let mut config = dir.config.clone();
+        config::autocomplete(
+            &mut config,
+            &dir.name,
+            backend.platform(),
+            backend.name(),
+            model.signature(),
+            options.default_max_batch_size,
+        )?;
+        let batching = config.max_batch_size > 0;
+        let full_shape = |dims: &[i64]| if batching { std::iter::once(-1).chain(dims.iter().copied()).collect() } else { dims.to_vec() };
+        let datatype = |dt: i32| {
+            proto::DataType::try_from(dt).ok().and_then(DataType::from_config).ok_or_else(|| {
+                LoadError::Config(ConfigError::Mismatch(format!("invalid data_type {dt}")))
+            })
+        };
+        let inputs = config
+            .input
+            .iter()
+            .map(|i| Ok(TensorInfo { name: i.name.clone(), datatype: datatype(i.data_type)?, shape: full_shape(&i.dims) }))
+            .collect::<Result<Vec<_>, LoadError>>()?;
+        let outputs = config
+            .output
+            .iter()
+            .map(|o| Ok(TensorInfo { name: o.name.clone(), datatype: datatype(o.data_type)?, shape: full_shape(&o.dims) }))
+            .collect::<Result<Vec<_>, LoadError>>()?;
+        let signature = model.signature();
+        let output_order = outputs
+            .iter()
+            .map(|o| signature.outputs.iter().position(|s| s.name == o.name))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| LoadError::Config(ConfigError::Mismatch("config output missing from the model".into())))?;
+        // The backend takes inputs in its own order; keep the config in that order too so
+        // validation can place tensors directly.
+        let inputs = signature
+            .inputs
+            .iter()
+            .map(|s| inputs.iter().find(|i| i.name == s.name).cloned())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| LoadError::Config(ConfigError::Mismatch("model input missing from the config".into())))?;
+
+        let instances: usize = config.instance_group.iter().map(|g| g.count.max(1) as usize).sum();
+        let queue_capacity = match &config.scheduling_choice {
+            Some(SchedulingChoice::DynamicBatching(db)) => db
+                .default_queue_policy
+                .as_ref()
+                .map(|p| p.max_queue_size)
+                .filter(|&n| n > 0)
+                .map_or(DEFAULT_MAX_QUEUE_SIZE, |n| n as usize),
+            _ => DEFAULT_MAX_QUEUE_SIZE,
+        };
+        let version = version.to_string();
+        let metrics = VersionMetrics::new(&dir.name, &version);
+        let label = format!("{}:{}", dir.name, version);
+        let scheduler = Scheduler::start(&label, model, SchedulerOptions { instances, queue_capacity }, metrics.clone())
+            .map_err(|e| LoadError::Threads(e.to_string()))?;
+        Ok(ModelVersion { name: dir.name.clone(), version, config, inputs, outputs, output_order, scheduler, metrics })
+    }
+
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The version, as the protocol spells it.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The completed configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The platform reported in metadata.
+    pub fn platform(&self) -> &str {
+        if self.config.platform.is_empty() { &self.config.backend } else { &self.config.platform }
+    }
+
+    /// Inputs as the metadata reports them (full shapes, -1 for variable dims).
+    pub fn inputs(&self) -> &[TensorInfo] {
+        &self.inputs
+    }
+
+    /// Outputs as the metadata reports them.
+    pub fn outputs(&self) -> &[TensorInfo] {
+        &self.outputs
+    }
+
+    /// Serves one request: checks it, queues it, executes it and records metrics.
+    pub async fn infer(&self, request: InferRequest) -> Result<InferResponse, ServeError> {
+        let started = Instant::now();
+        let result = self.infer_unrecorded(request).await;
+        match &result {
+            Ok((_, batch_size)) => self.metrics.request_succeeded(*batch_size, started.elapsed()),
+            Err(e) => self.metrics.request_failed(e.failure_reason(), started.elapsed()),
+        }
+        result.map(|(response, _)| response)
+    }
+
+    async fn infer_unrecorded(&self, request: InferRequest) -> Result<(InferResponse, u64), ServeError> {
+        let (inputs, batch_size) = self.check_inputs(request.inputs)?;
+        let wanted = self.check_outputs(&request.outputs)?;
+        let execution = self.scheduler.execute(inputs).await?;
+        let produced = execution.outputs.len();
+        let mut outputs: Vec<Option<Tensor>> = execution.outputs.into_iter().map(Some).collect();
+        let mut selected = Vec::with_capacity(wanted.len());
+        for ix in wanted {
+            let tensor = self
+                .output_order
+                .get(ix)
+                .and_then(|&backend_ix| outputs.get_mut(backend_ix))
+                .and_then(Option::take)
+                .ok_or_else(|| ServeError::Inference(format!("the backend returned {produced} outputs")))?;
+            selected.push(InferOutput { name: self.outputs[ix].name.clone(), tensor });
+        }
+        let response = InferResponse {
+            model_name: self.name.clone(),
+            model_version: self.version.clone(),
+            id: request.id,
+            outputs: selected,
+        };
+        Ok((response, batch_size))
+    }
+
+    /// Places the request's inputs in the backend's order, checking names, datatypes and
+    /// shapes against the config. Returns the tensors and the request's batch size.
+    fn check_inputs(&self, inputs: Vec<crate::infer::InferInput>) -> Result<(Vec<Tensor>, u64), ServeError> {
+        let mut placed: Vec<Option<Tensor>> = vec![None; self.inputs.len()];
+        for input in inputs {
+            let Some(ix) = self.inputs.iter().position(|i| i.name == input.name) else {
+                return Err(ServeError::InvalidInput(format!(
+                    "unexpected inference input '{}' for model '{}', the model's inputs are {:?}",
+                    input.name,
+                    self.name,
+                    self.inputs.iter().map(|i| &i.name).collect::<Vec<_>>()
+                )));
+            };
+            if placed[ix].is_some() {
+                return Err(ServeError::InvalidInput(format!("input '{}' is given more than once", input.name)));
+            }
+            let spec = &self.inputs[ix];
+            if input.tensor.datatype() != spec.datatype {
+                return Err(ServeError::InvalidInput(format!(
+                    "inference input '{}' data-type is '{}', but model '{}' expects '{}'",
+                    spec.name,
+                    input.tensor.datatype(),
+                    self.name,
+                    spec.datatype
+                )));
+            }
+            self.check_shape(spec, input.tensor.shape())?;
+            placed[ix] = Some(input.tensor);
+        }
+        let tensors = placed
+            .into_iter()
+            .zip(&self.inputs)
+            .map(|(t, spec)| {
+                t.ok_or_else(|| {
+                    ServeError::InvalidInput(format!("expected input '{}' for model '{}' is missing", spec.name, self.name))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let batch_size = if self.config.max_batch_size > 0 { tensors.first().map_or(1, |t| t.shape()[0] as u64) } else { 1 };
+        if self.config.max_batch_size > 0 && tensors.iter().any(|t| t.shape()[0] as u64 != batch_size) {
+            return Err(ServeError::InvalidInput("all inputs must have the same batch size".into()));
+        }
+        Ok((tensors, batch_size))
+    }
+
+    fn check_shape(&self, spec: &TensorInfo, shape: &[usize]) -> Result<(), ServeError> {
+        let max_batch = self.config.max_batch_size;
+        let mismatch = || {
+            ServeError::InvalidInput(format!(
+                "unexpected shape for input '{}' for model '{}'. Expected {:?}, got {:?}",
+                spec.name, self.name, spec.shape, shape
+            ))
+        };
+        if shape.len() != spec.shape.len() {
+            return Err(mismatch());
+        }
+        let mut dims = shape.iter().zip(&spec.shape);
+        if max_batch > 0 {
+            let Some((&batch, _)) = dims.next() else { return Err(mismatch()) };
+            if batch == 0 || batch > max_batch as usize {
+                return Err(ServeError::InvalidInput(format!(
+                    "inference request batch-size {batch} for model '{}' must be between 1 and max_batch_size {max_batch}",
+                    self.name
+                )));
+            }
+        }
+        if dims.all(|(&got, &want)| want == -1 || got as i64 == want) { Ok(()) } else { Err(mismatch()) }
+    }
+
+    /// Indices (into `outputs()`) of the requested outputs; all of them when none are named.
+    fn check_outputs(&self, requested: &[crate::infer::RequestedOutput]) -> Result<Vec<usize>, ServeError> {
+        if requested.is_empty() {
+            return Ok((0..self.outputs.len()).collect());
+        }
+        requested
+            .iter()
+            .map(|r| {
+                self.outputs.iter().position(|o| o.name == r.name).ok_or_else(|| {
+                    ServeError::InvalidInput(format!(
+                        "unexpected inference output '{}' for model '{}', the model's outputs are {:?}",
+                        r.name,
+                        self.name,
+                        self.outputs.iter().map(|o| &o.name).collect::<Vec<_>>()
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// How long a model took to load, for logs.
+pub fn elapsed_ms(since: Instant) -> u128 {
+    Duration::as_millis(&since.elapsed())
+}

@@ -1,0 +1,151 @@
+//! Starting and stopping the server: binds both listeners, loads the repository, serves until
+//! told to stop, then drains.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{atomic::AtomicBool, Arc},
+};
+
+use thiserror::Error;
+use tokio::{net::TcpListener, sync::watch};
+use tracing::info;
+
+use crate::{
+    grpc::InferenceService,
+    http::{self, HttpState},
+    model::LoadOptions,
+    proto::grpc_inference_service_server::GrpcInferenceServiceServer,
+    registry::ModelRegistry,
+    repository::RepositoryError,
+};
+
+/// Default limit on request bodies and gRPC messages: 64 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 << 20;
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// The Triton-layout model repository.
+    pub model_repository: PathBuf,
+    /// HTTP listen address (port 0 picks a free port).
+    pub http_addr: SocketAddr,
+    /// gRPC listen address (port 0 picks a free port).
+    pub grpc_addr: SocketAddr,
+    /// Largest accepted HTTP body or gRPC message.
+    pub max_body_bytes: usize,
+    /// Settings for every model load.
+    pub load: LoadOptions,
+}
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The repository could not be read.
+    #[error("model repository: {0}")]
+    Repository(#[from] RepositoryError),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// A bound server, before it serves.
+#[derive(Debug)]
+pub struct Server {
+    options: ServerOptions,
+    http: TcpListener,
+    grpc: TcpListener,
+    registry: Arc<ModelRegistry>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+}
+
+impl Server {
+    /// Binds both listeners and logs the addresses actually bound.
+    pub async fn bind(options: ServerOptions) -> Result<Server, StartError> {
+        let http = bind(options.http_addr).await?;
+        let grpc = bind(options.grpc_addr).await?;
+        let registry = Arc::new(ModelRegistry::new(options.model_repository.clone(), options.load.clone()));
+        Ok(Server { options, http, grpc, registry })
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> std::io::Result<SocketAddr> {
+        self.http.local_addr()
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> std::io::Result<SocketAddr> {
+        self.grpc.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
+    /// and returns. Models load after the listeners are up, so liveness answers during the
+    /// load and readiness turns true when it is done.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let Server { options, http, grpc, registry } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        if let Ok(addr) = http.local_addr() {
+            info!("HTTP server listening on {addr}");
+        }
+        if let Ok(addr) = grpc.local_addr() {
+            info!("gRPC server listening on {addr}");
+        }
+        let http_state = Arc::new(HttpState {
+            registry: registry.clone(),
+            max_body_bytes: options.max_body_bytes,
+            shutting_down: shutting_down.clone(),
+        });
+        let http_task = tokio::spawn(http::serve(http, http_state, stopped(stop_rx.clone())));
+        let service = GrpcInferenceServiceServer::new(InferenceService::new(registry.clone(), shutting_down.clone()))
+            .max_decoding_message_size(options.max_body_bytes)
+            .max_encoding_message_size(usize::MAX);
+        let grpc_task = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc), stopped(stop_rx)),
+        );
+
+        let load = registry.load_all();
+        tokio::pin!(shutdown);
+        let load_result = tokio::select! {
+            result = load => Some(result),
+            () = &mut shutdown => None,
+        };
+        match load_result {
+            Some(Ok(())) => {
+                info!("model repository loaded; server ready");
+                shutdown.await;
+            }
+            Some(Err(e)) => {
+                let _ = stop_tx.send(true);
+                return Err(e.into());
+            }
+            None => {}
+        }
+        info!("shutting down: no new connections; waiting for in-flight requests");
+        shutting_down.store(true, std::sync::atomic::Ordering::Release);
+        let _ = stop_tx.send(true);
+        let _ = http_task.await;
+        if let Ok(result) = grpc_task.await {
+            result?;
+        }
+        info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs every test of the project: the README's test command, and what .ci/run calls.
+#
+#   1. builds the release binary (target/release/quiver) and the workspace tests;
+#   2. runs the Rust unit and integration tests (cargo test --release: tract is far too slow
+#      unoptimized, and sharing the release profile builds the dependencies only once);
+#   3. creates/refreshes the Python venv of reference clients (target/pyenv);
+#   4. runs the end-to-end suite (tests/e2e) against the real binary with tritonclient,
+#      onnxruntime as the reference, and raw HTTP.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+echo "==> cargo build --release"
+cargo build --release --locked
+
+echo "==> cargo test (workspace, release profile)"
+cargo test --release --locked --workspace
+
+echo "==> python venv (target/pyenv)"
+venv="$(bash tests/setup-venv.sh | tail -n 1)"
+
+echo "==> end-to-end tests (tests/e2e)"
+QUIVER_BIN="$root/target/release/quiver" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
