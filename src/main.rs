@@ -112,6 +112,9 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    // A backend that panics is caught and answered with a 500; log it as one line rather than
+    // the default hook's message on raw stderr.
+    std::panic::set_hook(Box::new(|info| tracing::error!("panic: {info}")));
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {

@@ -174,28 +174,14 @@ pub fn autocomplete(
             config.max_batch_size
         )));
     }
-    complete_tensors(&mut config.input, &signature.inputs, batching, "input", |t| proto::ModelInput {
-        name: t.name.clone(),
-        data_type: t.datatype.to_config() as i32,
-        dims: config_dims(&t.shape, batching),
-        ..Default::default()
+    complete_tensors(&mut config.input, &signature.inputs, batching, "input", |t| {
+        let (dims, reshape) = completed_dims(&t.shape, batching);
+        proto::ModelInput { name: t.name.clone(), data_type: t.datatype.to_config() as i32, dims, reshape, ..Default::default() }
     })?;
-    for input in &config.input {
-        if input.reshape.is_some() {
-            return Err(ConfigError::Unsupported(format!("input '{}': reshape is not supported", input.name)));
-        }
-    }
-    complete_tensors(&mut config.output, &signature.outputs, batching, "output", |t| proto::ModelOutput {
-        name: t.name.clone(),
-        data_type: t.datatype.to_config() as i32,
-        dims: config_dims(&t.shape, batching),
-        ..Default::default()
+    complete_tensors(&mut config.output, &signature.outputs, batching, "output", |t| {
+        let (dims, reshape) = completed_dims(&t.shape, batching);
+        proto::ModelOutput { name: t.name.clone(), data_type: t.datatype.to_config() as i32, dims, reshape, ..Default::default() }
     })?;
-    for output in &config.output {
-        if output.reshape.is_some() {
-            return Err(ConfigError::Unsupported(format!("output '{}': reshape is not supported", output.name)));
-        }
-    }
     if batching && config.scheduling_choice.is_none() {
         config.scheduling_choice = Some(proto::model_config::SchedulingChoice::DynamicBatching(Default::default()));
     }
@@ -235,38 +221,57 @@ pub fn autocomplete(
 }
 
 /// A config tensor (input or output) seen through the fields auto-complete checks.
-trait ConfigTensor {
+pub trait ConfigTensor {
+    /// The tensor's name.
     fn name(&self) -> &str;
+    /// The `DataType` enum value.
     fn data_type(&self) -> i32;
+    /// The dims clients see (without the batch dimension when batching).
     fn dims(&self) -> &[i64];
+    /// The dims the model sees, when `reshape` differs from `dims`.
+    fn reshape(&self) -> Option<&[i64]>;
 }
 
-impl ConfigTensor for proto::ModelInput {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn data_type(&self) -> i32 {
-        self.data_type
-    }
-    fn dims(&self) -> &[i64] {
-        &self.dims
-    }
+macro_rules! config_tensor {
+    ($t:ty) => {
+        impl ConfigTensor for $t {
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn data_type(&self) -> i32 {
+                self.data_type
+            }
+            fn dims(&self) -> &[i64] {
+                &self.dims
+            }
+            fn reshape(&self) -> Option<&[i64]> {
+                self.reshape.as_ref().map(|r| r.shape.as_slice())
+            }
+        }
+    };
 }
-
-impl ConfigTensor for proto::ModelOutput {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn data_type(&self) -> i32 {
-        self.data_type
-    }
-    fn dims(&self) -> &[i64] {
-        &self.dims
-    }
-}
+config_tensor!(proto::ModelInput);
+config_tensor!(proto::ModelOutput);
 
 fn config_dims(shape: &[i64], batching: bool) -> Vec<i64> {
     if batching { shape.get(1..).unwrap_or_default().to_vec() } else { shape.to_vec() }
+}
+
+/// The dims (and reshape) auto-complete writes for a model tensor. Config dims may not be
+/// empty, so a batched tensor of rank 1 (`[batch]`, such as a classifier's labels) becomes
+/// `dims: [1]` with `reshape: { shape: [] }`, as Triton's onnxruntime backend writes it.
+fn completed_dims(shape: &[i64], batching: bool) -> (Vec<i64>, Option<proto::ModelTensorReshape>) {
+    let dims = config_dims(shape, batching);
+    if batching && dims.is_empty() {
+        (vec![1], Some(proto::ModelTensorReshape { shape: Vec::new() }))
+    } else {
+        (dims, None)
+    }
+}
+
+/// The element count of `dims` when every dim is fixed.
+fn fixed_count(dims: &[i64]) -> Option<i64> {
+    dims.iter().try_fold(1i64, |acc, &d| if d >= 0 { acc.checked_mul(d) } else { None })
 }
 
 fn complete_tensors<T: ConfigTensor>(
@@ -293,14 +298,30 @@ fn complete_tensors<T: ConfigTensor>(
                 info.datatype.to_config().as_str_name()
             )));
         }
+        if tensor.dims().is_empty() {
+            return Err(ConfigError::Mismatch(format!("{kind} '{}' has empty dims", tensor.name())));
+        }
+        // With a reshape, the model sees the reshaped dims; clients see `dims`.
+        let model_facing = tensor.reshape().unwrap_or(tensor.dims());
+        if let (Some(reshape), Some(a), Some(b)) = (tensor.reshape(), fixed_count(tensor.dims()), tensor.reshape().and_then(fixed_count)) {
+            if a != b {
+                return Err(ConfigError::Mismatch(format!(
+                    "{kind} '{}': dims {:?} and reshape {:?} have different element counts",
+                    tensor.name(),
+                    tensor.dims(),
+                    reshape
+                )));
+            }
+        }
         let model_dims = config_dims(&info.shape, batching);
-        let compatible = model_dims.len() == tensor.dims().len()
-            && model_dims.iter().zip(tensor.dims()).all(|(&m, &c)| m == -1 || m == c);
+        let compatible = model_dims.len() == model_facing.len()
+            && model_dims.iter().zip(model_facing).all(|(&m, &c)| m == -1 || c == -1 || m == c);
         if !compatible {
             return Err(ConfigError::Mismatch(format!(
-                "{kind} '{}' has dims {:?} in the config but the model has {:?}{}",
+                "{kind} '{}' has {} {:?} in the config but the model has {:?}{}",
                 tensor.name(),
-                tensor.dims(),
+                if tensor.reshape().is_some() { "reshape" } else { "dims" },
+                model_facing,
                 model_dims,
                 if batching { " (excluding the batch dimension)" } else { "" }
             )));
@@ -403,6 +424,15 @@ mod tests {
         assert!(matches!(config.scheduling_choice, Some(SchedulingChoice::DynamicBatching(_))));
         assert_eq!(config.instance_group[0].count, 1);
 
+        let labels = ModelSignature {
+            inputs: signature(true).inputs,
+            outputs: vec![TensorInfo { name: "y".into(), datatype: DataType::Int64, shape: vec![-1] }],
+        };
+        let mut config = ModelConfig::default();
+        autocomplete(&mut config, "m", "onnxruntime_onnx", "onnxruntime", &labels, 4).unwrap();
+        assert_eq!(config.output[0].dims, vec![1]);
+        assert_eq!(config.output[0].reshape, Some(proto::ModelTensorReshape { shape: vec![] }));
+
         let mut fixed = ModelConfig::default();
         autocomplete(&mut fixed, "m", "onnxruntime_onnx", "onnxruntime", &signature(false), 4).unwrap();
         assert_eq!(fixed.max_batch_size, 0);
@@ -426,6 +456,16 @@ mod tests {
         assert!(check("max_batch_size: 4 input [{ name: \"x\" data_type: TYPE_FP32 dims: [15] }]", signature(true)).is_err());
         assert!(check("max_batch_size: 4", signature(false)).is_err());
         assert!(check("max_batch_size: -1", signature(true)).is_err());
+        // Triton's own form for a classifier label: dims [1], reshaped to the model's [].
+        let labels = ModelSignature {
+            inputs: signature(true).inputs,
+            outputs: vec![TensorInfo { name: "y".into(), datatype: DataType::Int64, shape: vec![-1] }],
+        };
+        assert!(check("max_batch_size: 4 output [{ name: \"y\" data_type: TYPE_INT64 dims: [1] reshape: { shape: [] } }]", labels.clone()).is_ok());
+        assert!(check("max_batch_size: 4 output [{ name: \"y\" data_type: TYPE_INT64 dims: [1] }]", labels.clone()).is_err());
+        assert!(check("max_batch_size: 4 output [{ name: \"y\" data_type: TYPE_INT64 dims: [2] reshape: { shape: [] } }]", labels).is_err());
+        assert!(check("max_batch_size: 4 input [{ name: \"x\" data_type: TYPE_FP32 dims: [4, 4] reshape: { shape: [16] } }]", signature(true)).is_ok());
+        assert!(check("max_batch_size: 4 input [{ name: \"x\" data_type: TYPE_FP32 dims: [] }]", signature(true)).is_err());
         // Without batching, dims are the full shape.
         assert!(check("input [{ name: \"x\" data_type: TYPE_FP32 dims: [1, 16] }]", signature(false)).is_ok());
     }

@@ -149,6 +149,16 @@ impl Tensor {
         Tensor::from_bytes(DataType::Bytes, shape, buf.freeze())
     }
 
+    /// The same elements under another shape with the same element count (no copy).
+    pub fn reshape(self, shape: Vec<usize>) -> Result<Tensor, TensorError> {
+        let expected = self.element_count();
+        if element_count(&shape) != Some(expected) {
+            let actual = element_count(&shape).unwrap_or(usize::MAX);
+            return Err(TensorError::ElementCountMismatch { shape, expected: actual, actual: expected });
+        }
+        Ok(Tensor { shape, ..self })
+    }
+
     /// The datatype.
     pub fn datatype(&self) -> DataType {
         self.datatype
@@ -262,6 +272,15 @@ mod tests {
             Tensor::from_bytes(DataType::Bool, vec![2], Bytes::from_static(&[1, 2])),
             Err(TensorError::InvalidBool { index: 1, value: 2 })
         ));
+    }
+
+    #[test]
+    fn reshape_keeps_the_elements() {
+        let t = Tensor::from_bytes(DataType::Uint8, vec![2, 3], Bytes::from_static(&[1, 2, 3, 4, 5, 6])).unwrap();
+        let r = t.clone().reshape(vec![3, 2]).unwrap();
+        assert_eq!(r.shape(), &[3, 2]);
+        assert_eq!(r.data(), t.data());
+        assert!(t.reshape(vec![4]).is_err());
     }
 
     #[test]

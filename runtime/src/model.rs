@@ -82,6 +82,10 @@ pub struct ModelVersion {
     outputs: Vec<TensorInfo>,
     /// Index of each config output in the backend's output order.
     output_order: Vec<usize>,
+    /// Per input: the dims the model sees (without batch), when the config reshapes it.
+    input_reshape: Vec<Option<Vec<i64>>>,
+    /// Per output: the dims clients see (without batch), when the config reshapes it.
+    output_reshape: Vec<Option<Vec<i64>>>,
     scheduler: Scheduler,
     metrics: VersionMetrics,
 }
@@ -139,6 +143,15 @@ impl ModelVersion {
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| LoadError::Config(ConfigError::Mismatch("model input missing from the config".into())))?;
 
+        let input_reshape = inputs
+            .iter()
+            .map(|i| {
+                let configured = config.input.iter().find(|c| c.name == i.name);
+                configured.and_then(|c| c.reshape.as_ref().map(|r| r.shape.clone()))
+            })
+            .collect();
+        let output_reshape = config.output.iter().map(|o| o.reshape.as_ref().map(|_| o.dims.clone())).collect();
+
         let instances: usize = config.instance_group.iter().map(|g| g.count.max(1) as usize).sum();
         let queue_capacity = match &config.scheduling_choice {
             Some(SchedulingChoice::DynamicBatching(db)) => db
@@ -154,7 +167,18 @@ impl ModelVersion {
         let label = format!("{}:{}", dir.name, version);
         let scheduler = Scheduler::start(&label, model, SchedulerOptions { instances, queue_capacity }, metrics.clone())
             .map_err(|e| LoadError::Threads(e.to_string()))?;
-        Ok(ModelVersion { name: dir.name.clone(), version, config, inputs, outputs, output_order, scheduler, metrics })
+        Ok(ModelVersion {
+            name: dir.name.clone(),
+            version,
+            config,
+            inputs,
+            outputs,
+            output_order,
+            input_reshape,
+            output_reshape,
+            scheduler,
+            metrics,
+        })
     }
 
     /// The model's name.
@@ -212,6 +236,12 @@ impl ModelVersion {
                 .and_then(|&backend_ix| outputs.get_mut(backend_ix))
                 .and_then(Option::take)
                 .ok_or_else(|| ServeError::Inference(format!("the backend returned {produced} outputs")))?;
+            let tensor = match &self.output_reshape[ix] {
+                Some(dims) => self.reshape(tensor, dims).map_err(|e| {
+                    ServeError::Inference(format!("output '{}' does not fit its configured dims {dims:?}: {e}", self.outputs[ix].name))
+                })?,
+                None => tensor,
+            };
             selected.push(InferOutput { name: self.outputs[ix].name.clone(), tensor });
         }
         let response = InferResponse {
@@ -265,7 +295,39 @@ impl ModelVersion {
         if self.config.max_batch_size > 0 && tensors.iter().any(|t| t.shape()[0] as u64 != batch_size) {
             return Err(ServeError::InvalidInput("all inputs must have the same batch size".into()));
         }
+        let tensors = tensors
+            .into_iter()
+            .zip(&self.input_reshape)
+            .zip(&self.inputs)
+            .map(|((tensor, reshape), spec)| match reshape {
+                Some(dims) => self.reshape(tensor, dims).map_err(|e| {
+                    ServeError::InvalidInput(format!("input '{}' cannot take the configured reshape {dims:?}: {e}", spec.name))
+                }),
+                None => Ok(tensor),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((tensors, batch_size))
+    }
+
+    /// Gives `tensor` the shape `[batch] + dims` (or `dims` without batching), resolving at
+    /// most one -1 in `dims` from the element count.
+    fn reshape(&self, tensor: Tensor, dims: &[i64]) -> Result<Tensor, String> {
+        let mut shape: Vec<usize> = Vec::with_capacity(dims.len() + 1);
+        if self.config.max_batch_size > 0 {
+            shape.push(*tensor.shape().first().ok_or("the tensor has no batch dimension")?);
+        }
+        let known: usize = dims.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product::<usize>()
+            * shape.first().copied().unwrap_or(1);
+        let variable = dims.iter().filter(|&&d| d < 0).count();
+        let total = tensor.element_count();
+        for &d in dims {
+            shape.push(match d {
+                d if d >= 0 => d as usize,
+                _ if variable == 1 && known > 0 && total % known == 0 => total / known,
+                _ => return Err(format!("cannot infer the variable dims of {dims:?}")),
+            });
+        }
+        tensor.reshape(shape).map_err(|e| e.to_string())
     }
 
     fn check_shape(&self, spec: &TensorInfo, shape: &[usize]) -> Result<(), ServeError> {
@@ -296,6 +358,11 @@ impl ModelVersion {
     fn check_outputs(&self, requested: &[crate::infer::RequestedOutput]) -> Result<Vec<usize>, ServeError> {
         if requested.is_empty() {
             return Ok((0..self.outputs.len()).collect());
+        }
+        for (i, r) in requested.iter().enumerate() {
+            if requested[..i].iter().any(|earlier| earlier.name == r.name) {
+                return Err(ServeError::InvalidInput(format!("output '{}' is requested more than once", r.name)));
+            }
         }
         requested
             .iter()

@@ -72,6 +72,15 @@ pub struct IndexEntry {
     pub reason: String,
 }
 
+/// How a repository load went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadSummary {
+    /// Models whose selected versions all loaded.
+    pub ready: usize,
+    /// Models with at least one version (or the model itself) unavailable.
+    pub failed: usize,
+}
+
 /// The models of one repository.
 #[derive(Debug)]
 pub struct ModelRegistry {
@@ -89,16 +98,20 @@ impl ModelRegistry {
 
     /// Loads every model of the repository (Triton's `--model-control-mode=none`). Models that
     /// fail are recorded as unavailable with the reason; the others serve.
-    pub async fn load_all(&self) -> Result<(), RepositoryError> {
+    pub async fn load_all(&self) -> Result<LoadSummary, RepositoryError> {
         let names = model_names(&self.repository)?;
         let mut table = ModelTable::default();
         for name in names {
             let entry = self.load_model(&name).await;
             table.models.insert(name, entry);
         }
+        let summary = LoadSummary {
+            ready: table.models.values().filter(|m| m.fully_ready()).count(),
+            failed: table.models.values().filter(|m| !m.fully_ready()).count(),
+        };
         self.table.store(Arc::new(table));
         self.loaded.store(true, Ordering::Release);
-        Ok(())
+        Ok(summary)
     }
 
     async fn load_model(&self, name: &str) -> ModelEntry {

@@ -10,7 +10,7 @@ use std::{
 
 use thiserror::Error;
 use tokio::{net::TcpListener, sync::watch};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::{
     grpc::InferenceService,
@@ -128,8 +128,16 @@ impl Server {
             () = &mut shutdown => None,
         };
         match load_result {
-            Some(Ok(())) => {
-                info!("model repository loaded; server ready");
+            Some(Ok(summary)) => {
+                if summary.failed == 0 {
+                    info!("model repository loaded: {} models ready; server ready", summary.ready);
+                } else {
+                    warn!(
+                        "model repository loaded: {} models ready, {} unavailable (see POST /v2/repository/index); \
+                         server not ready while any model is unavailable",
+                        summary.ready, summary.failed
+                    );
+                }
                 shutdown.await;
             }
             Some(Err(e)) => {

@@ -123,7 +123,7 @@ class QuiverServer:
                     raise RuntimeError(f"nothing accepts connections on {addr}: {e}\n{self.log_tail()}")
                 time.sleep(0.05)
 
-    def wait_ready(self, timeout: float = 60.0) -> None:
+    def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -136,11 +136,22 @@ class QuiverServer:
                 last = r.status_code
                 if r.status_code == 200:
                     return
-            except requests.RequestException as e:
+                # Fail fast when every model has settled and some could not be loaded.
+                idx = requests.post(f"{self.http_url}/v2/repository/index", json={}, timeout=2)
+                if idx.status_code == 200 and isinstance(idx.json(), list) and idx.json():
+                    states = {m.get("state") for m in idx.json()}
+                    if states <= {"READY", "UNAVAILABLE"} and "UNAVAILABLE" in states:
+                        break
+            except (requests.RequestException, ValueError) as e:
                 last = repr(e)
             time.sleep(0.1)
+        try:  # which models are not READY, if the server says so
+            index = requests.post(f"{self.http_url}/v2/repository/index", json={}, timeout=2).text[:2000]
+        except requests.RequestException:
+            index = "?"
         raise RuntimeError(
-            f"/v2/health/ready never answered 200 in {timeout}s (last: {last}):\n{self.log_tail()}"
+            f"/v2/health/ready did not answer 200 (last: {last})\n"
+            f"repository index: {index}\n{self.log_tail()}"
         )
 
     def start(self, timeout: float = 60.0) -> "QuiverServer":

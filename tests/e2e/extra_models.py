@@ -71,6 +71,20 @@ def build_rf_classifier() -> onnx.ModelProto:
     return _skl(clf, 6, "rf_classifier", options={id(clf): {"zipmap": False}})
 
 
+# The configuration Triton's onnxruntime backend writes for such a classifier: a batched rank-1
+# output (shape [batch]) gets dims [1] with an empty reshape, and the API shape becomes [batch, 1].
+RF_TRITON_CONFIG = """\
+name: "rf_triton_config"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [ { name: "input" data_type: TYPE_FP32 dims: [ 6 ] } ]
+output [
+  { name: "label" data_type: TYPE_INT64 dims: [ 1 ] reshape: { shape: [ ] } },
+  { name: "probabilities" data_type: TYPE_FP32 dims: [ 3 ] }
+]
+"""
+
+
 def build_gb_binary() -> onnx.ModelProto:
     from sklearn.ensemble import GradientBoostingClassifier
 
@@ -175,6 +189,40 @@ output [ { name: "text_out" data_type: TYPE_STRING dims: [ -1 ] } ]
 """
 
 
+def build_var_len() -> onnx.ModelProto:
+    """x [batch, len] FP32 (len variable) -> total = ReduceSum(x, axis 1) [batch, 1] FP32.
+    Requests of different lengths cannot share a batch."""
+    axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axes"], ["total"], name="sum", keepdims=1)],
+        "var_len",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "len"])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
+    model.ir_version = 8
+    return model
+
+
+def build_lookup() -> onnx.ModelProto:
+    """idx [batch, 2] INT64 -> val = table[idx] [batch, 2] FP32 (table = 1.5 * arange(10)).
+    An index outside [-10, 9] makes the execution fail: an inference error, not a bad request."""
+    from onnx import numpy_helper
+
+    table = numpy_helper.from_array(np.arange(10, dtype=np.float32) * 1.5, "table")
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "idx"], ["val"], name="gather", axis=0)],
+        "lookup",
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, ["batch", 2])],
+        [helper.make_tensor_value_info("val", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[table],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)])
+    model.ir_version = 8
+    return model
+
+
 def _floats(n_features: int, scale: float = 1.5):
     def gen(rng: np.random.Generator, rows: int) -> np.ndarray:
         return (scale * rng.standard_normal((rows, n_features))).astype(np.float32)
@@ -218,7 +266,16 @@ STRING_MODEL = ExtraModel(
     config=STRING_IDENTITY_CONFIG,
 )
 
-BY_NAME = {m.name: m for m in MODELS + [STRING_MODEL]}
+# A model whose execution fails for some inputs (test_errors.py: inference errors are 500).
+LOOKUP_MODEL = ExtraModel("lookup", build_lookup, {})
+
+# The RandomForest again, with the config.pbtxt Triton itself would write for it (`reshape`). It is
+# served by a server of its own (test_dropin.py), so that its failure cannot hide the others.
+RESHAPE_MODEL = ExtraModel(
+    "rf_triton_config", build_rf_classifier, {"input": _floats(6)}, rows=6, config=RF_TRITON_CONFIG
+)
+
+BY_NAME = {m.name: m for m in MODELS + [STRING_MODEL, LOOKUP_MODEL, RESHAPE_MODEL]}
 
 
 def excluded() -> set[str]:
@@ -231,7 +288,7 @@ def excluded() -> set[str]:
 
 def generate(repo: Path, models: list[ExtraModel] | None = None) -> None:
     """Writes every extra model (version 1) into `repo`."""
-    for m in models if models is not None else MODELS + [STRING_MODEL]:
+    for m in models if models is not None else MODELS + [STRING_MODEL, LOOKUP_MODEL]:
         if m.name in excluded():
             continue
         model = m.build()

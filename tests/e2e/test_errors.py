@@ -4,12 +4,10 @@ each one)."""
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
 import time
 
-import numpy as np
 import pytest
 import requests
 
@@ -127,6 +125,11 @@ def test_batch_over_max_batch_size(http_url, reference):
 
 def test_unknown_requested_output(http_url, reference):
     body = good_mlp_body(outputs=[{"name": "no_such_output"}])
+    expect_error(post_raw(http_url + MLP, dumps_compact(body)), 400, http_url, reference)
+
+
+def test_duplicate_requested_output(http_url, reference):
+    body = good_mlp_body(outputs=[{"name": "probabilities"}, {"name": "probabilities"}])
     expect_error(post_raw(http_url + MLP, dumps_compact(body)), 400, http_url, reference)
 
 
@@ -266,6 +269,49 @@ def test_bytes_element_count_mismatch(http_url, reference):
     body, headers = _binary(head, blob)
     r = post_raw(http_url + "/v2/models/string_identity/infer", body, headers)
     expect_error(r, 400, http_url, reference)
+
+
+# ---------------------------------------------------------------- inference errors
+
+
+def test_inference_error_is_500_and_counted(http_url, grpc_stub, reference):
+    """A request that is valid but fails while the model runs (Gather index out of range): HTTP 500
+    / gRPC INTERNAL with a message, counted as a failure, and the model keeps serving."""
+    from conftest import metric_sum, parse_metrics
+    from tritonclient.grpc import service_pb2
+    import grpc
+
+    require_model("lookup")
+    url = f"{http_url}/v2/models/lookup/infer"
+
+    def body(idx):
+        return dumps_compact({"inputs": [{"name": "idx", "shape": [1, 2], "datatype": "INT64", "data": idx}]})
+
+    def failures():
+        s = parse_metrics(requests.get(http_url + "/metrics", timeout=5).text)
+        return metric_sum(s, "nv_inference_request_failure", model="lookup", version="1") or 0
+
+    r = post_raw(url, body([2, -1]))
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == [3.0, 13.5]
+    before = failures()
+    for idx in ([1, 99], [-11, 0], [0, 2**62]):
+        r = post_raw(url, body(idx))
+        assert r.status_code == 500, (idx, r.status_code, r.text[:300])
+        error_message(r)
+        r = post_raw(url, body([0, 9]))
+        assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [0.0, 13.5], r.text
+    req = service_pb2.ModelInferRequest(model_name="lookup")
+    req.inputs.add(name="idx", datatype="INT64", shape=[1, 2]).contents.int64_contents.extend([5, 10])
+    with pytest.raises(grpc.RpcError) as e:
+        grpc_stub.ModelInfer(req, timeout=10)
+    assert e.value.code() == grpc.StatusCode.INTERNAL, (e.value.code(), e.value.details())
+    assert e.value.details()
+    deadline = time.monotonic() + 3
+    while failures() < before + 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert failures() - before == 4
+    check_good_inference(http_url, reference)
 
 
 # ---------------------------------------------------------------- HTTP-level abuse

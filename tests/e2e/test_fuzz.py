@@ -16,7 +16,7 @@ import pytest
 import requests
 from tritonclient.grpc import service_pb2
 
-from conftest import check_good_inference, error_message, mlp_batch
+from conftest import check_good_inference, error_message
 
 POOL = [0, 1, -1, 16, 17, 2**31, 2**32 + 16, 2**63 - 1, -(2**63), 2**64, 1.5, -0.0, 1e308, "",
         "input", "FP32", "BYTES", "INT64", "x" * 300, None, True, False, [], [[]], [1, 16],

@@ -297,6 +297,22 @@ def test_bad_shape_rejected(grpc_stub, http_url, reference, shape):
     _expect_code(grpc_stub, req, grpc.StatusCode.INVALID_ARGUMENT, http_url, reference)
 
 
+def test_duplicate_input_rejected(grpc_stub, http_url, reference):
+    x = mlp_batch(1)
+    req = _mlp_request(x)
+    req.inputs.add(name="input", datatype="FP32", shape=[1, 16])
+    req.raw_input_contents.append(x.tobytes())
+    _expect_code(grpc_stub, req, grpc.StatusCode.INVALID_ARGUMENT, http_url, reference)
+
+
+@pytest.mark.parametrize("names", [["nope"], ["probabilities", "probabilities"]], ids=["unknown", "duplicate"])
+def test_bad_requested_outputs_rejected(grpc_stub, http_url, reference, names):
+    req = _mlp_request(mlp_batch(1))
+    for n in names:
+        req.outputs.add(name=n)
+    _expect_code(grpc_stub, req, grpc.StatusCode.INVALID_ARGUMENT, http_url, reference)
+
+
 def test_batch_over_max_rejected(grpc_stub, http_url, reference):
     req = _mlp_request(mlp_batch(9))
     _expect_code(grpc_stub, req, grpc.StatusCode.INVALID_ARGUMENT, http_url, reference)
@@ -308,3 +324,30 @@ def test_unknown_model_raw(grpc_stub, http_url, reference):
     _expect_code(grpc_stub, req, grpc.StatusCode.NOT_FOUND, http_url, reference)
     req = _mlp_request(mlp_batch(1), version="9")
     _expect_code(grpc_stub, req, grpc.StatusCode.NOT_FOUND, http_url, reference)
+
+
+def test_stream_infer(grpc_client, reference):
+    """ModelStreamInfer (bidirectional stream) with several requests in flight."""
+    import queue
+
+    q = queue.Queue()
+    grpc_client.start_stream(callback=lambda result, error: q.put((result, error)))
+    try:
+        xs = {}
+        for i in range(6):
+            x = mlp_batch(1 + i, seed=300 + i)
+            xs[f"s{i}"] = x
+            inp = grpcclient.InferInput("input", list(x.shape), "FP32")
+            inp.set_data_from_numpy(x)
+            grpc_client.async_stream_infer("mlp", [inp], model_version="1", request_id=f"s{i}")
+        seen = set()
+        for _ in range(6):
+            result, error = q.get(timeout=10)
+            assert error is None, error
+            rid = result.get_response().id
+            assert rid in xs and rid not in seen, rid
+            seen.add(rid)
+            assert_same(result.as_numpy("probabilities"),
+                        reference.run("mlp", {"input": xs[rid]}, 1)["probabilities"], rid)
+    finally:
+        grpc_client.stop_stream()

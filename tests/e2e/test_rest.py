@@ -396,3 +396,87 @@ def test_v1_errors(http_url):
     r = post(f"{http_url}/v1/models/mlp:predict", data=b"{not json")
     assert r.status_code == 400, r.text
     error_message(r)
+
+
+@pytest.mark.parametrize("pad", range(8))
+def test_binary_tensors_at_unaligned_offsets(http_url, reference, pad):
+    """The binary part starts right after the JSON header, at any byte offset: FP32 and INT64
+    tensors must be read correctly whatever their alignment."""
+    xi = np.array([[1, -2, 3, 2**40], [5, 6, -7, 8]], dtype=np.int64)
+    head = {"inputs": [{"name": "x", "shape": [2, 4], "datatype": "INT64",
+                        "parameters": {"binary_data_size": xi.nbytes}}],
+            "outputs": [{"name": "y", "parameters": {"binary_data": True}},
+                        {"name": "half", "parameters": {"binary_data": True}}]}
+    h = dumps_compact(head)
+    h = h + b" " * ((pad - len(h)) % 8)  # JSON allows trailing whitespace
+    assert len(h) % 8 == pad
+    r = post(f"{http_url}/v2/models/int_ops/infer", data=h + xi.tobytes(),
+             headers={"Inference-Header-Content-Length": str(len(h))})
+    assert r.status_code == 200, r.text[:300]
+    resp, raw = parse_binary_response(r)
+    ref = reference.run("int_ops", {"x": xi})
+    assert_same(np.frombuffer(raw["y"], np.int64).reshape(2, 4), ref["y"], "y")
+    assert_same(np.frombuffer(raw["half"], np.float32).reshape(2, 4), ref["half"], "half")
+
+    x = mlp_batch(3, seed=pad)
+    # two FP32 tensors back to back would need two inputs; shift the second model's input instead
+    head = {"inputs": [{"name": "input", "shape": [3, 16], "datatype": "FP32",
+                        "parameters": {"binary_data_size": x.nbytes}}]}
+    h = dumps_compact(head)
+    h = h + b"\n" * ((pad - len(h)) % 8)
+    r = post(f"{http_url}/v2/models/mlp/versions/1/infer", data=h + x.tobytes(),
+             headers={"Inference-Header-Content-Length": str(len(h))})
+    assert r.status_code == 200, r.text[:300]
+    assert_same(outputs_by_name(r.json())["probabilities"],
+                reference.run("mlp", {"input": x}, 1)["probabilities"])
+
+
+def test_header_length_equal_to_whole_json_body(http_url, reference):
+    """Inference-Header-Content-Length covering the whole body (no binary part) is plain JSON."""
+    x = mlp_batch(2, seed=3)
+    body = dumps_compact(json_infer_body("input", x))
+    r = post(f"{http_url}/v2/models/mlp/infer", data=body,
+             headers={"Inference-Header-Content-Length": str(len(body)),
+                      "Content-Type": "application/json"})
+    assert r.status_code == 200, r.text[:300]
+    assert_same(outputs_by_name(r.json())["probabilities"],
+                reference.run("mlp", {"input": x}, 2)["probabilities"])
+
+
+def test_per_output_binary_flag_overrides_request_flag(http_url, reference):
+    x = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.1, 5.6, 2.4]], np.float32)
+    body = json_infer_body("input", x, parameters={"binary_data_output": True},
+                           outputs=[{"name": "label", "parameters": {"binary_data": False}},
+                                    {"name": "probabilities"}])
+    r = post(f"{http_url}/v2/models/iris/infer", json=body)
+    assert r.status_code == 200, r.text[:300]
+    resp, raw = parse_binary_response(r)
+    ref = reference.run("iris", {"input": x})
+    assert set(raw) == {"probabilities"}, resp
+    label = [o for o in resp["outputs"] if o["name"] == "label"][0]
+    assert_same(np.asarray(label["data"], np.int64).reshape(label["shape"]), ref["label"], "label")
+    assert_same(np.frombuffer(raw["probabilities"], np.float32).reshape(2, 3), ref["probabilities"])
+
+
+def _check_triton_io(io, batching: bool, where: str):
+    """Triton's ValidateIOShape: non-empty dims, each >= 1 or -1."""
+    dims = [int(d) for d in io.get("dims", [])]
+    assert dims, f"{where}: '{io['name']}' has empty dims (Triton rejects such a config; it writes " \
+                 "dims [1] with reshape {shape: []} for a batched rank-1 tensor)"
+    assert all(d >= 1 or d == -1 for d in dims), f"{where}: '{io['name']}' dims {dims}"
+
+
+def test_every_config_is_a_valid_triton_config(http_url):
+    models = post(f"{http_url}/v2/repository/index", json={}).json()
+    names = sorted({m["name"] for m in models})
+    assert {"mlp", "cnn", "iris", "gbm_regressor", "int_ops"} <= set(names)
+    problems = []
+    for name in names:
+        cfg = get(f"{http_url}/v2/models/{name}/config").json()
+        for key in ("input", "output"):
+            for io in cfg[key]:
+                try:
+                    _check_triton_io(io, cfg["max_batch_size"] > 0, f"{name}.{key}")
+                except AssertionError as e:
+                    problems.append(str(e))
+    assert not problems, "\n".join(problems)

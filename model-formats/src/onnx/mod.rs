@@ -121,7 +121,7 @@ impl Model for OnnxModel {
             .map(|(t, &dt)| to_tract(t, dt).map(|t| t.into_tvalue()))
             .collect::<Result<TVec<TValue>, _>>()?;
         let outputs = self.plan.run(values).map_err(|e| BackendError::Execution(format!("{e:#}")))?;
-        outputs.iter().map(|v| from_tract(v)).collect()
+        outputs.iter().map(from_tract).collect()
     }
 }
 

@@ -130,7 +130,11 @@ pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpRespon
     let path = request.uri().path().to_string();
     let segments: Vec<String> = path.trim_matches('/').split('/').map(decode_segment).collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let method = request.method().clone();
+    // HEAD is GET without the body (hyper drops the body of a HEAD response).
+    let method = match request.method() {
+        &Method::HEAD => Method::GET,
+        other => other.clone(),
+    };
     let result = match (&method, segments.as_slice()) {
         (&Method::GET, ["v2", "health", "live"]) => Ok(empty(StatusCode::OK)),
         (&Method::GET, ["v2", "health", "ready"]) => Ok(empty(if server_ready(state) { StatusCode::OK } else { StatusCode::BAD_REQUEST })),
@@ -186,7 +190,39 @@ async fn read_body(state: &HttpState, request: Request<Incoming>) -> Result<(htt
             ServeError::InvalidInput(format!("failed to read the request body: {e}"))
         }
     })?;
-    Ok((parts, collected.to_bytes()))
+    let body = decode_content(parts.headers.get(header::CONTENT_ENCODING), collected.to_bytes(), state.max_body_bytes)?;
+    Ok((parts, body))
+}
+
+/// Undoes a request's `Content-Encoding` (tritonclient's `request_compression_algorithm`
+/// sends `gzip` or `deflate`). The decompressed size is held to the same limit as the body,
+/// so a small compressed body cannot expand without bound.
+fn decode_content(encoding: Option<&HeaderValue>, body: Bytes, limit: usize) -> Result<Bytes, ServeError> {
+    use std::io::Read;
+    let encoding = match encoding.map(|v| v.to_str().map(|s| s.trim().to_ascii_lowercase())) {
+        None => return Ok(body),
+        Some(Ok(e)) => e,
+        Some(Err(_)) => return Err(ServeError::InvalidInput("Content-Encoding is not valid text".into())),
+    };
+    let reader: Box<dyn Read + '_> = match encoding.as_str() {
+        "" | "identity" => return Ok(body),
+        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(&body[..])),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
+        other => {
+            return Err(ServeError::InvalidInput(format!(
+                "unsupported Content-Encoding '{other}' (supported: gzip, deflate, identity)"
+            )))
+        }
+    };
+    let mut decoded = Vec::new();
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut decoded)
+        .map_err(|e| ServeError::InvalidInput(format!("failed to decompress the {encoding} request body: {e}")))?;
+    if decoded.len() > limit {
+        return Err(ServeError::PayloadTooLarge(format!("decompressed request body exceeds the limit of {limit} bytes")));
+    }
+    Ok(Bytes::from(decoded))
 }
 
 async fn model_route(
@@ -292,13 +328,10 @@ async fn repository_index(state: &HttpState, request: Request<Incoming>) -> Resu
     Ok(json_response(StatusCode::OK, &Value::Array(rows)))
 }
 
+/// KServe's model status: 200 `{name, ready: true}`, 503 while not ready, 404 if unknown.
 fn v1_model(state: &HttpState, model: &str) -> Result<HttpResponse, ServeError> {
-    let ready = match state.registry.get(model, "") {
-        Ok(_) => true,
-        Err(ServeError::Unavailable(_)) => false,
-        Err(e) => return Err(e),
-    };
-    Ok(json_response(StatusCode::OK, &json!({ "name": model, "ready": ready })))
+    state.registry.get(model, "")?;
+    Ok(json_response(StatusCode::OK, &json!({ "name": model, "ready": true })))
 }
 
 async fn v1_predict(state: &HttpState, model: &str, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
@@ -319,6 +352,31 @@ mod tests {
         assert_eq!(decode_segment("a%2"), "a%2");
         assert_eq!(decode_segment("%zz"), "%zz");
         assert_eq!(decode_segment("plain"), "plain");
+    }
+
+    #[test]
+    fn compressed_bodies_are_decoded_within_the_limit() {
+        use std::io::Write;
+        let plain = Bytes::from_static(b"{\"inputs\": []}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&plain).unwrap();
+        let gz = Bytes::from(gz.finish().unwrap());
+        let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zlib.write_all(&plain).unwrap();
+        let zlib = Bytes::from(zlib.finish().unwrap());
+        let header = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(decode_content(Some(&header("gzip")), gz.clone(), 1024).unwrap(), plain);
+        assert_eq!(decode_content(Some(&header("deflate")), zlib, 1024).unwrap(), plain);
+        assert_eq!(decode_content(None, plain.clone(), 1024).unwrap(), plain);
+        assert_eq!(decode_content(Some(&header("identity")), plain.clone(), 1024).unwrap(), plain);
+        assert!(matches!(decode_content(Some(&header("br")), plain.clone(), 1024), Err(ServeError::InvalidInput(_))));
+        assert!(matches!(decode_content(Some(&header("gzip")), plain, 1024), Err(ServeError::InvalidInput(_))));
+        // A bomb: 1 MiB of zeros compresses to about 1 KiB but may not expand past the limit.
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        bomb.write_all(&vec![0u8; 1 << 20]).unwrap();
+        let bomb = Bytes::from(bomb.finish().unwrap());
+        assert!(bomb.len() < 4096);
+        assert!(matches!(decode_content(Some(&header("gzip")), bomb, 64 * 1024), Err(ServeError::PayloadTooLarge(_))));
     }
 
     #[test]

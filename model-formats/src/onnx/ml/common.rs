@@ -47,6 +47,19 @@ pub trait MlOp: TypedOp + Clone {
     }
 }
 
+/// The facts every classifier fixes from its attributes: output 0 holds one label per row
+/// (of `label_type`), output 1 the `[rows, classes]` f32 scores.
+pub fn classifier_rules<'r, 'p: 'r>(
+    s: &mut Solver<'r>,
+    outputs: &'p [TensorProxy],
+    label_type: DatumType,
+) -> InferenceResult {
+    s.equals(&outputs[0].datum_type, label_type)?;
+    s.equals(&outputs[1].datum_type, f32::datum_type())?;
+    s.equals(&outputs[0].rank, 1)?;
+    s.equals(&outputs[1].rank, 2)
+}
+
 /// Wraps an [`MlOp`] so the ONNX loader can use it (see [`MlOp`] for the inference rules).
 pub fn wrap<O: MlOp>(op: O) -> Box<dyn InferenceOp> {
     expand(MlExpansion(op))

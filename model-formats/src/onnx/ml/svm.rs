@@ -652,10 +652,7 @@ impl MlOp for SvmClassifier {
         _inputs: &'p [TensorProxy],
         outputs: &'p [TensorProxy],
     ) -> InferenceResult {
-        s.equals(&outputs[0].datum_type, self.labels.datum_type())?;
-        s.equals(&outputs[1].datum_type, f32::datum_type())?;
-        s.equals(&outputs[0].rank, 1)?;
-        s.equals(&outputs[1].rank, 2)?;
+        classifier_rules(s, outputs, self.labels.datum_type())?;
         s.equals(&outputs[1].shape[1], self.score_width().to_dim())
     }
 }
