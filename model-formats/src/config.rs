@@ -220,6 +220,22 @@ pub fn autocomplete(
     Ok(())
 }
 
+/// Applies a KServe InferenceService `batcher { maxBatchSize, maxLatency }` to a config, on the
+/// same dynamic batcher Triton's `dynamic_batching` drives: `maxBatchSize` becomes
+/// `max_batch_size` and the preferred size, `maxLatency` (milliseconds) the maximum queue delay.
+/// KServe's defaults are 32 and 500 ms.
+pub fn apply_kserve_batcher(config: &mut ModelConfig, max_batch_size: Option<i32>, max_latency_ms: Option<u64>) {
+    let max_batch_size = max_batch_size.filter(|&n| n > 0).unwrap_or(32);
+    config.max_batch_size = max_batch_size;
+    let mut batching = match config.scheduling_choice.take() {
+        Some(proto::model_config::SchedulingChoice::DynamicBatching(db)) => db,
+        _ => proto::ModelDynamicBatching::default(),
+    };
+    batching.preferred_batch_size = vec![max_batch_size];
+    batching.max_queue_delay_microseconds = max_latency_ms.unwrap_or(500).saturating_mul(1000);
+    config.scheduling_choice = Some(proto::model_config::SchedulingChoice::DynamicBatching(batching));
+}
+
 /// A config tensor (input or output) seen through the fields auto-complete checks.
 pub trait ConfigTensor {
     /// The tensor's name.
@@ -410,6 +426,22 @@ mod tests {
         assert_eq!(json["input"][0]["is_shape_tensor"], false);
         let back = parse_json(&json.to_string()).unwrap();
         assert_eq!(back, config);
+    }
+
+    #[test]
+    fn kserve_batcher_maps_onto_dynamic_batching() {
+        let mut config = parse_pbtxt("max_batch_size: 4 dynamic_batching { preserve_ordering: true }").unwrap();
+        apply_kserve_batcher(&mut config, Some(16), Some(20));
+        assert_eq!(config.max_batch_size, 16);
+        let Some(SchedulingChoice::DynamicBatching(db)) = &config.scheduling_choice else { panic!() };
+        assert_eq!(db.preferred_batch_size, vec![16]);
+        assert_eq!(db.max_queue_delay_microseconds, 20_000);
+        assert!(db.preserve_ordering, "other batcher settings are kept");
+        let mut defaults = ModelConfig::default();
+        apply_kserve_batcher(&mut defaults, None, None);
+        assert_eq!(defaults.max_batch_size, 32);
+        let Some(SchedulingChoice::DynamicBatching(db)) = &defaults.scheduling_choice else { panic!() };
+        assert_eq!(db.max_queue_delay_microseconds, 500_000);
     }
 
     #[test]

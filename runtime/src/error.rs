@@ -18,6 +18,9 @@ pub enum ServeError {
     /// The model's queue is full (HTTP 429, RESOURCE_EXHAUSTED).
     #[error("{0}")]
     QueueFull(String),
+    /// The request timed out in the queue (HTTP 503, DEADLINE_EXCEEDED).
+    #[error("{0}")]
+    Timeout(String),
     /// The request body exceeds the configured limit (HTTP 413, INVALID_ARGUMENT).
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -33,7 +36,7 @@ impl ServeError {
     /// The `reason` label of `nv_inference_request_failure` for this error, as Triton uses it.
     pub fn failure_reason(&self) -> &'static str {
         match self {
-            ServeError::QueueFull(_) => "REJECTED",
+            ServeError::QueueFull(_) | ServeError::Timeout(_) => "REJECTED",
             ServeError::Inference(_) => "BACKEND",
             _ => "OTHER",
         }

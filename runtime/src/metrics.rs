@@ -110,9 +110,14 @@ impl VersionMetrics {
         self.request_duration.increment(micros(total));
     }
 
-    /// Records one model execution and its phases.
-    pub fn executed(&self, queue: Duration, input: Duration, infer: Duration, output: Duration) {
+    /// Records one model execution (a batch counts once).
+    pub fn batch_executed(&self) {
         self.exec_count.increment(1);
+    }
+
+    /// Records one request's time in the queue and in its batch's phases (cumulative per
+    /// request, as Triton counts them).
+    pub fn request_timing(&self, queue: Duration, input: Duration, infer: Duration, output: Duration) {
         self.queue_duration.increment(micros(queue));
         self.compute_input_duration.increment(micros(input));
         self.compute_infer_duration.increment(micros(infer));

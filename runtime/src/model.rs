@@ -9,7 +9,7 @@ use std::{
 use quiver_model_formats::{
     config::{self, ConfigError},
     onnx::OnnxBackend,
-    proto::{self, model_config::SchedulingChoice},
+    proto,
     Backend, DataType, Model, ModelConfig, Tensor, TensorInfo,
 };
 use thiserror::Error;
@@ -18,13 +18,9 @@ use crate::{
     infer::{InferOutput, InferRequest, InferResponse},
     metrics::VersionMetrics,
     repository::ModelDirectory,
-    scheduler::{Scheduler, SchedulerOptions},
+    scheduler::{policy::queue_policy, ScheduleParams, Scheduler, SchedulerOptions},
     ServeError,
 };
-
-/// Queue bound used when the config sets no `max_queue_size` (Triton's 0 means unbounded;
-/// Quiver always bounds its queues).
-pub const DEFAULT_MAX_QUEUE_SIZE: usize = 1024;
 
 /// Why a model version could not be loaded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -153,19 +149,17 @@ impl ModelVersion {
         let output_reshape = config.output.iter().map(|o| o.reshape.as_ref().map(|_| o.dims.clone())).collect();
 
         let instances: usize = config.instance_group.iter().map(|g| g.count.max(1) as usize).sum();
-        let queue_capacity = match &config.scheduling_choice {
-            Some(SchedulingChoice::DynamicBatching(db)) => db
-                .default_queue_policy
-                .as_ref()
-                .map(|p| p.max_queue_size)
-                .filter(|&n| n > 0)
-                .map_or(DEFAULT_MAX_QUEUE_SIZE, |n| n as usize),
-            _ => DEFAULT_MAX_QUEUE_SIZE,
-        };
+        // tract executes a batch on the calling thread, so each instance is one busy thread;
+        // more instances than cores only adds contention.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if instances > cores {
+            tracing::warn!(model = %dir.name, "{instances} instances on {cores} cores: instances beyond the core count add contention, not throughput");
+        }
+        let (policy, preserve_ordering) = queue_policy(&config).map_err(|e| LoadError::Config(ConfigError::Mismatch(e)))?;
         let version = version.to_string();
         let metrics = VersionMetrics::new(&dir.name, &version);
         let label = format!("{}:{}", dir.name, version);
-        let scheduler = Scheduler::start(&label, model, SchedulerOptions { instances, queue_capacity }, metrics.clone())
+        let scheduler = Scheduler::start(&label, model, SchedulerOptions { instances, policy, preserve_ordering }, metrics.clone())
             .map_err(|e| LoadError::Threads(e.to_string()))?;
         Ok(ModelVersion {
             name: dir.name.clone(),
@@ -225,7 +219,20 @@ impl ModelVersion {
     async fn infer_unrecorded(&self, request: InferRequest) -> Result<(InferResponse, u64), ServeError> {
         let (inputs, batch_size) = self.check_inputs(request.inputs)?;
         let wanted = self.check_outputs(&request.outputs)?;
-        let execution = self.scheduler.execute(inputs).await?;
+        let param = |name: &str| -> Result<Option<u64>, ServeError> {
+            match request.parameters.get(name) {
+                None => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+                    ServeError::InvalidInput(format!("parameter '{name}' must be a non-negative integer"))
+                }),
+            }
+        };
+        let params = ScheduleParams {
+            rows: batch_size as usize,
+            priority: param("priority")?,
+            timeout: param("timeout")?.map(Duration::from_micros),
+        };
+        let execution = self.scheduler.execute(inputs, params).await?;
         let produced = execution.outputs.len();
         let mut outputs: Vec<Option<Tensor>> = execution.outputs.into_iter().map(Some).collect();
         let mut selected = Vec::with_capacity(wanted.len());
@@ -323,7 +330,7 @@ impl ModelVersion {
         for &d in dims {
             shape.push(match d {
                 d if d >= 0 => d as usize,
-                _ if variable == 1 && known > 0 && total % known == 0 => total / known,
+                _ if variable == 1 && known > 0 && total.is_multiple_of(known) => total / known,
                 _ => return Err(format!("cannot infer the variable dims of {dims:?}")),
             });
         }

@@ -39,7 +39,7 @@ pub fn status_of(error: &ServeError) -> StatusCode {
     match error {
         ServeError::InvalidInput(_) => StatusCode::BAD_REQUEST,
         ServeError::NotFound(_) => StatusCode::NOT_FOUND,
-        ServeError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        ServeError::Unavailable(_) | ServeError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
         ServeError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
         ServeError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         ServeError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
