@@ -175,7 +175,18 @@ def build_int_ops() -> onnx.ModelProto:
     return _finish(graph)
 
 
-def _skl_to_onnx(estimator, n_features: int, name: str, options=None) -> onnx.ModelProto:
+def dedupe_opsets(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Keeps one opset import per domain (the highest version); converters may list one twice."""
+    opsets: dict[str, int] = {}
+    for o in model.opset_import:
+        opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
+    del model.opset_import[:]
+    model.opset_import.extend(helper.make_opsetid(d, v) for d, v in sorted(opsets.items()))
+    return model
+
+
+def skl_to_onnx(estimator, n_features: int, name: str, options=None) -> onnx.ModelProto:
+    """Converts a fitted scikit-learn estimator with one FP32 input `input` [N, n_features]."""
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
 
@@ -187,12 +198,7 @@ def _skl_to_onnx(estimator, n_features: int, name: str, options=None) -> onnx.Mo
         naming=name,
     )
     model.graph.name = name
-    # skl2onnx may list a domain twice; keep one entry per domain (the highest version).
-    opsets: dict[str, int] = {}
-    for o in model.opset_import:
-        opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
-    del model.opset_import[:]
-    model.opset_import.extend(helper.make_opsetid(d, v) for d, v in sorted(opsets.items()))
+    dedupe_opsets(model)
     model.producer_name = "quiver-generate"
     model.producer_version = "1"
     onnx.checker.check_model(model, full_check=True)
@@ -211,7 +217,7 @@ def build_iris() -> onnx.ModelProto:
     clf = LogisticRegression(max_iter=1000, random_state=0)
     pipe = Pipeline([("scaler", StandardScaler()), ("clf", clf)])
     pipe.fit(x.astype(np.float32), y)
-    return _skl_to_onnx(pipe, 4, "iris", options={id(clf): {"zipmap": False}})
+    return skl_to_onnx(pipe, 4, "iris", options={id(clf): {"zipmap": False}})
 
 
 # iris does not batch (max_batch_size 0): its dims include the variable first dimension.
@@ -251,7 +257,7 @@ def build_gbm_regressor() -> onnx.ModelProto:
     x, y = make_regression(n_samples=300, n_features=5, noise=0.5, random_state=0)
     reg = GradientBoostingRegressor(n_estimators=20, max_depth=3, random_state=0)
     reg.fit(x.astype(np.float32), y)
-    return _skl_to_onnx(reg, 5, "gbm_regressor")
+    return skl_to_onnx(reg, 5, "gbm_regressor")
 
 
 def write_model(repo: Path, name: str, versions: dict[int, onnx.ModelProto], config: str | None):

@@ -6,6 +6,7 @@ The tests compare Quiver's answers with onnxruntime run on the very same model.o
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -14,8 +15,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-ONNX_OPSET = 15
-ML_OPSET = 3
+
+
+# One conversion path for shipped and test models: deploy/models/generate.py.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "deploy" / "models"))
+from generate import ML_OPSET, ONNX_OPSET, dedupe_opsets, skl_to_onnx  # noqa: E402
 
 
 @dataclass
@@ -28,29 +32,6 @@ class ExtraModel:
     config: str | None = None  # config.pbtxt, or None to let the server auto-complete it
     has_nan: bool = False  # sample inputs contain NaN (cannot travel as JSON)
     outputs: list[str] = field(default_factory=list)  # filled in from the model
-
-
-def _dedupe_opsets(model: onnx.ModelProto) -> onnx.ModelProto:
-    opsets: dict[str, int] = {}
-    for o in model.opset_import:
-        opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
-    del model.opset_import[:]
-    model.opset_import.extend(helper.make_opsetid(d, v) for d, v in sorted(opsets.items()))
-    return model
-
-
-def _skl(estimator, n_features: int, name: str, options=None) -> onnx.ModelProto:
-    from skl2onnx import to_onnx
-    from skl2onnx.common.data_types import FloatTensorType
-
-    model = to_onnx(
-        estimator,
-        initial_types=[("input", FloatTensorType([None, n_features]))],
-        target_opset={"": ONNX_OPSET, "ai.onnx.ml": ML_OPSET},
-        options=options,
-        naming=name,
-    )
-    return _dedupe_opsets(model)
 
 
 def _classification(n_features: int, n_classes: int, seed: int):
@@ -68,7 +49,7 @@ def build_rf_classifier() -> onnx.ModelProto:
 
     x, y = _classification(6, 3, seed=11)
     clf = RandomForestClassifier(n_estimators=8, max_depth=5, random_state=0).fit(x, y)
-    return _skl(clf, 6, "rf_classifier", options={id(clf): {"zipmap": False}})
+    return skl_to_onnx(clf, 6, "rf_classifier", options={id(clf): {"zipmap": False}})
 
 
 # The configuration Triton's onnxruntime backend writes for such a classifier: a batched rank-1
@@ -90,7 +71,7 @@ def build_gb_binary() -> onnx.ModelProto:
 
     x, y = _classification(5, 2, seed=12)
     clf = GradientBoostingClassifier(n_estimators=10, max_depth=3, random_state=0).fit(x, y)
-    return _skl(clf, 5, "gb_binary", options={id(clf): {"zipmap": False}})
+    return skl_to_onnx(clf, 5, "gb_binary", options={id(clf): {"zipmap": False}})
 
 
 def build_linear_regressor() -> onnx.ModelProto:
@@ -99,7 +80,7 @@ def build_linear_regressor() -> onnx.ModelProto:
 
     x, y = make_regression(n_samples=200, n_features=8, noise=0.1, random_state=13)
     reg = LinearRegression().fit(x.astype(np.float32), y)
-    return _skl(reg, 8, "linear_regressor")
+    return skl_to_onnx(reg, 8, "linear_regressor")
 
 
 LINEAR_REGRESSOR_CONFIG = """\
@@ -129,7 +110,7 @@ def build_preproc_pipeline() -> onnx.ModelProto:
         ("norm", Normalizer(norm="l2")),
         ("clf", clf),
     ]).fit(x, y)
-    return _skl(pipe, 4, "preproc_pipeline", options={id(clf): {"zipmap": False}})
+    return skl_to_onnx(pipe, 4, "preproc_pipeline", options={id(clf): {"zipmap": False}})
 
 
 def build_lgbm_classifier() -> onnx.ModelProto:
@@ -146,7 +127,7 @@ def build_lgbm_classifier() -> onnx.ModelProto:
         clf, initial_types=[("input", FloatTensorType([None, 6]))], zipmap=False,
         target_opset=ONNX_OPSET,
     )
-    return _dedupe_opsets(model)
+    return dedupe_opsets(model)
 
 
 def build_xgb_regressor() -> onnx.ModelProto:
@@ -164,7 +145,7 @@ def build_xgb_regressor() -> onnx.ModelProto:
     model = convert_xgboost(
         reg, initial_types=[("input", FloatTensorType([None, 5]))], target_opset=ONNX_OPSET
     )
-    return _dedupe_opsets(model)
+    return dedupe_opsets(model)
 
 
 def build_string_identity() -> onnx.ModelProto:
