@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Serve the models of a Triton-layout model repository over HTTP and gRPC.
     Serve(ServeArgs),
+    /// Measure a server's throughput and latency under load (a perf_analyzer equivalent).
+    Bench(quiver_benches::BenchArgs),
 }
 
 /// Flags follow tritonserver's names.
@@ -119,5 +121,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Bench(args) => runtime.block_on(quiver_benches::run(args)).map(drop).map_err(anyhow::Error::from),
     }
 }

@@ -134,7 +134,8 @@ pub fn to_json(config: &ModelConfig) -> Result<serde_json::Value, ConfigError> {
 ///   a variable first dimension gets `max_batch_size = default_max_batch_size`.
 /// - Missing inputs/outputs are taken from the model; listed ones must exist in it with the same
 ///   datatype and compatible dims (dims exclude the batch dimension when `max_batch_size > 0`).
-/// - A batching model with no scheduler gets `dynamic_batching {}`; no `instance_group` means
+/// - When auto-complete chose `max_batch_size`, a model with no scheduler gets
+///   `dynamic_batching {}`; no `instance_group` means
 ///   one CPU instance; no `version_policy` means `latest { num_versions: 1 }`.
 pub fn autocomplete(
     config: &mut ModelConfig,
@@ -164,8 +165,9 @@ pub fn autocomplete(
         return Err(ConfigError::Mismatch(format!("max_batch_size {} is negative", config.max_batch_size)));
     }
     let unconfigured = config.input.is_empty() && config.output.is_empty();
-    if unconfigured && config.max_batch_size == 0 && signature.supports_batching() {
-        config.max_batch_size = default_max_batch_size.max(0);
+    let batch_size_completed = unconfigured && config.max_batch_size == 0 && signature.supports_batching() && default_max_batch_size > 0;
+    if batch_size_completed {
+        config.max_batch_size = default_max_batch_size;
     }
     let batching = config.max_batch_size > 0;
     if batching && !signature.supports_batching() {
@@ -182,7 +184,9 @@ pub fn autocomplete(
         let (dims, reshape) = completed_dims(&t.shape, batching);
         proto::ModelOutput { name: t.name.clone(), data_type: t.datatype.to_config() as i32, dims, reshape, ..Default::default() }
     })?;
-    if batching && config.scheduling_choice.is_none() {
+    // Like Triton, only a batch size auto-complete chose comes with the dynamic batcher; a
+    // config that sets max_batch_size and no scheduler keeps the default scheduler.
+    if batch_size_completed && config.scheduling_choice.is_none() {
         config.scheduling_choice = Some(proto::model_config::SchedulingChoice::DynamicBatching(Default::default()));
     }
     if let Some(proto::model_config::SchedulingChoice::SequenceBatching(_)) = &config.scheduling_choice {
@@ -477,6 +481,9 @@ mod tests {
         let mut config = parse_pbtxt(FULL).unwrap();
         autocomplete(&mut config, "mlp", "onnxruntime_onnx", "onnxruntime", &signature(true), 4).unwrap();
         assert_eq!(config.max_batch_size, 8);
+        let mut explicit = parse_pbtxt("max_batch_size: 8").unwrap();
+        autocomplete(&mut explicit, "mlp", "onnxruntime_onnx", "onnxruntime", &signature(true), 4).unwrap();
+        assert!(explicit.scheduling_choice.is_none(), "an explicit max_batch_size keeps the default scheduler");
 
         let check = |text: &str, sig: ModelSignature| {
             let mut config = parse_pbtxt(text).unwrap();
