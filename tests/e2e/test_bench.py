@@ -24,10 +24,12 @@ def test_bench_reports_sane_figures(server):
         assert level["requests"] > 0 and level["throughput_infer_per_s"] > 0
         lat = level["latency_us"]
         assert 0 < lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"], lat
-        # The server counted what the client completed in the window, give or take the requests
-        # in flight when the window opened or closed (at most one per client).
+        # The server counted what the client completed in the window, give or take what was
+        # in flight at its edges and what completed during the /metrics scrapes themselves
+        # (each a round trip, so 2% slack at thousands of requests per second).
         server = level["server"]
-        assert abs(server["delta"]["request_success"] - level["requests"]) <= level["concurrency"], server
+        slack = max(2 * level["concurrency"], 0.02 * level["requests"])
+        assert abs(server["delta"]["request_success"] - level["requests"]) <= slack, server
         assert server["avg_batch_size"] >= 1.0
 
 
