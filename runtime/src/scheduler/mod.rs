@@ -77,7 +77,6 @@ struct Submit {
     params: ScheduleParams,
     shape_key: u64,
     at: Instant,
-    admitted: oneshot::Sender<Result<(), ServeError>>,
 }
 
 /// A batch handed to an instance thread.
@@ -130,23 +129,15 @@ impl Scheduler {
         Ok(Scheduler { submit: submit_tx, label: label.to_string() })
     }
 
-    /// Queues one request and waits for its execution. Rejections (full queue, bad priority,
-    /// timeout) come back at once.
+    /// Queues one request and waits for its execution. Rejections (full queue, bad priority)
+    /// come back as soon as the driver sees the request; a queue timeout when it expires.
     pub async fn execute(&self, inputs: Vec<Tensor>, params: ScheduleParams) -> Result<Execution, ServeError> {
         let (reply, done) = oneshot::channel();
-        let (admitted, admission) = oneshot::channel();
-        let submit = Submit {
-            shape_key: batch::shape_key(&inputs),
-            pending: Pending { inputs, reply },
-            params,
-            at: Instant::now(),
-            admitted,
-        };
+        let submit = Submit { shape_key: batch::shape_key(&inputs), pending: Pending { inputs, reply }, params, at: Instant::now() };
         self.submit.try_send(submit).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ServeError::QueueFull(format!("the queue of model '{}' is full", self.label)),
             mpsc::error::TrySendError::Closed(_) => ServeError::Unavailable(format!("model '{}' is unloading", self.label)),
         })?;
-        admission.await.unwrap_or_else(|_| Err(self.gone()))?;
         done.await.unwrap_or_else(|_| Err(self.gone()))
     }
 
@@ -206,22 +197,23 @@ impl Driver {
     fn admit(&mut self, s: Submit) {
         let params = s.params;
         let label = &self.label;
-        match self.queue.push(s.pending, params.rows.max(1), s.shape_key, params.priority, params.timeout, s.at) {
+        let (reason, pending) = match self.queue.push(s.pending, params.rows.max(1), s.shape_key, params.priority, params.timeout, s.at) {
             Ok(_) => {
                 self.metrics.pending(1.0);
-                let _ = s.admitted.send(Ok(()));
+                return;
             }
-            Err(AdmitError::QueueFull { level, max }) => {
-                let _ = s.admitted.send(Err(ServeError::QueueFull(format!(
-                    "the queue of model '{label}' is full ({max} requests at priority level {level})"
-                ))));
-            }
-            Err(AdmitError::InvalidPriority { priority, levels }) => {
-                let _ = s.admitted.send(Err(ServeError::InvalidInput(format!(
-                    "priority {priority} is not a priority level of model '{label}' (it has {levels})"
-                ))));
-            }
-        }
+            Err(rejected) => rejected,
+        };
+        // Rejected requests never got a seq, so they are answered outside the ordering.
+        let error = match reason {
+            AdmitError::QueueFull { level, max } => ServeError::QueueFull(format!(
+                "the queue of model '{label}' is full ({max} requests at priority level {level})"
+            )),
+            AdmitError::InvalidPriority { priority, levels } => ServeError::InvalidInput(format!(
+                "priority {priority} is not a priority level of model '{label}' (it has {levels})"
+            )),
+        };
+        let _ = pending.reply.send(Err(error));
     }
 
     /// Applies timeouts and sends batches to free instances; returns when to wake next.

@@ -155,7 +155,8 @@ impl<T> BatchQueue<T> {
     }
 
     /// Queues a request. `priority` 0 (or `None`) means the default level; `timeout` is the
-    /// request's own timeout, honoured when its level allows overrides. Returns its `seq`.
+    /// request's own timeout, honoured when its level allows overrides. Returns its `seq`, or
+    /// the reason together with the payload, so the caller can still answer it.
     pub fn push(
         &mut self,
         payload: T,
@@ -164,18 +165,18 @@ impl<T> BatchQueue<T> {
         priority: Option<u64>,
         timeout: Option<Duration>,
         now: Instant,
-    ) -> Result<u64, AdmitError> {
+    ) -> Result<u64, (AdmitError, T)> {
         let levels = self.policy.levels.len();
         let level = match priority {
             None | Some(0) => self.policy.default_priority,
             Some(p) if p as usize <= levels => p as usize,
-            Some(p) => return Err(AdmitError::InvalidPriority { priority: p, levels }),
+            Some(p) => return Err((AdmitError::InvalidPriority { priority: p, levels }, payload)),
         };
         let ix = level - 1;
         let policy = &self.policy.levels[ix];
         let held = self.waiting[ix].len() + self.delayed[ix].len();
         if held >= policy.max_queue_size {
-            return Err(AdmitError::QueueFull { level, max: policy.max_queue_size });
+            return Err((AdmitError::QueueFull { level, max: policy.max_queue_size }, payload));
         }
         let timeout = match timeout {
             Some(t) if policy.allow_timeout_override && !t.is_zero() => Some(t),
@@ -415,7 +416,7 @@ mod tests {
         assert_eq!(ids(q.poll(t0)), vec!["low1"]);
         assert_eq!(
             q.push("x", 1, 0, Some(4), None, t0),
-            Err(AdmitError::InvalidPriority { priority: 4, levels: 3 })
+            Err((AdmitError::InvalidPriority { priority: 4, levels: 3 }, "x"))
         );
     }
 
@@ -427,7 +428,7 @@ mod tests {
         let mut q = BatchQueue::new(p);
         q.push("a", 1, 0, None, None, t0).unwrap();
         q.push("b", 1, 0, None, None, t0).unwrap();
-        assert_eq!(q.push("c", 1, 0, None, None, t0), Err(AdmitError::QueueFull { level: 1, max: 2 }));
+        assert_eq!(q.push("c", 1, 0, None, None, t0), Err((AdmitError::QueueFull { level: 1, max: 2 }, "c")));
         // Other levels have their own bound.
         q.push("d", 1, 0, Some(2), None, t0).unwrap();
         assert!(q.push("e", 1, 0, Some(2), None, t0).is_err());
