@@ -30,7 +30,9 @@ def test_bench_reports_sane_figures(server):
         server = level["server"]
         slack = max(2 * level["concurrency"], 0.02 * level["requests"])
         assert abs(server["delta"]["request_success"] - level["requests"]) <= slack, server
-        assert server["avg_batch_size"] >= 1.0
+        # ≈1: an execution is counted before its requests' inferences, so a scrape landing
+        # between the two can see one more execution than inferences.
+        assert server["avg_batch_size"] >= 0.99, server
 
 
 def test_bench_reports_an_unknown_model(server):
