@@ -99,6 +99,12 @@ fn close(got: f64, want: f64) -> bool {
     (got.is_nan() && want.is_nan()) || got == want || (got - want).abs() <= ATOL + RTOL * want.abs()
 }
 
+/// The elements of `t` as `T` (cast when its type differs), row-major.
+fn elements<T: Datum + Clone>(t: &Tensor) -> Vec<T> {
+    let cast = t.cast_to::<T>().unwrap();
+    cast.try_as_plain_ram().unwrap().as_slice::<T>().unwrap().to_vec()
+}
+
 fn compare(what: &str, got: &Tensor, want: &Tensor) -> Result<(), String> {
     if got.shape() != want.shape() {
         return Err(format!(
@@ -121,20 +127,7 @@ fn compare(what: &str, got: &Tensor, want: &Tensor) -> Result<(), String> {
     };
     match want.datum_type() {
         DatumType::F32 | DatumType::F64 => {
-            let g = got.cast_to::<f64>().unwrap();
-            let w = want.cast_to::<f64>().unwrap();
-            let g = g
-                .try_as_plain_ram()
-                .unwrap()
-                .as_slice::<f64>()
-                .unwrap()
-                .to_vec();
-            let w = w
-                .try_as_plain_ram()
-                .unwrap()
-                .as_slice::<f64>()
-                .unwrap()
-                .to_vec();
+            let (g, w) = (elements::<f64>(got), elements::<f64>(want));
             for (i, (a, b)) in g.iter().zip(&w).enumerate() {
                 if !close(*a, *b) {
                     return mismatch(i, a.to_string(), b.to_string());
@@ -142,18 +135,7 @@ fn compare(what: &str, got: &Tensor, want: &Tensor) -> Result<(), String> {
             }
         }
         DatumType::String => {
-            let g = got
-                .try_as_plain_ram()
-                .unwrap()
-                .as_slice::<String>()
-                .unwrap()
-                .to_vec();
-            let w = want
-                .try_as_plain_ram()
-                .unwrap()
-                .as_slice::<String>()
-                .unwrap()
-                .to_vec();
+            let (g, w) = (elements::<String>(got), elements::<String>(want));
             for (i, (a, b)) in g.iter().zip(&w).enumerate() {
                 if a != b {
                     return mismatch(i, a.clone(), b.clone());
@@ -161,20 +143,7 @@ fn compare(what: &str, got: &Tensor, want: &Tensor) -> Result<(), String> {
             }
         }
         _ => {
-            let g = got.cast_to::<i64>().unwrap();
-            let w = want.cast_to::<i64>().unwrap();
-            let g = g
-                .try_as_plain_ram()
-                .unwrap()
-                .as_slice::<i64>()
-                .unwrap()
-                .to_vec();
-            let w = w
-                .try_as_plain_ram()
-                .unwrap()
-                .as_slice::<i64>()
-                .unwrap()
-                .to_vec();
+            let (g, w) = (elements::<i64>(got), elements::<i64>(want));
             for (i, (a, b)) in g.iter().zip(&w).enumerate() {
                 if a != b {
                     return mismatch(i, a.to_string(), b.to_string());
