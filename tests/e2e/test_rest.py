@@ -480,3 +480,11 @@ def test_every_config_is_a_valid_triton_config(http_url):
                 except AssertionError as e:
                     problems.append(str(e))
     assert not problems, "\n".join(problems)
+
+
+def test_head_answers_like_get_without_a_body(http_url):
+    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/mlp", "/v2/models/mlp/ready"):
+        r = requests.head(http_url + path, timeout=5)
+        assert r.status_code == 200, (path, r.status_code)
+        assert r.content == b"", path
+    assert requests.head(http_url + "/v2/models/nope", timeout=5).status_code == 404
