@@ -1,4 +1,47 @@
-//! Knative-KPA-style autoscaling as a pure library (time and samples in, decisions out).
+//! Knative-KPA-style autoscaling as a pure library, with a trace simulator.
 //!
-//! The decision logic lands with its own issue; this crate is part of the workspace now so the
-//! dependency graph of the design (`runtime` <- `autoscaler` <- `control-plane`) is fixed early.
+//! The crate decides how many replicas (or model instances) a service needs, zero included,
+//! the way Knative Serving's KPA does: the same windowed averages, panic mode, rate limits,
+//! bounds, initial scale, scale-down delay, scale-to-zero rules and activator handling, with
+//! Knative's defaults and annotation names, and KServe's `minReplicas`/`maxReplicas`/
+//! `scaleTarget`/`scaleMetric` fields.
+//!
+//! - [`settings`]: the configuration as written (a flat map of annotation names, ConfigMap keys
+//!   and KServe fields), and value parsing.
+//! - [`config`]: Knative's defaults, precedence and validation, resolved into an
+//!   [`AutoscalerConfig`].
+//! - [`window`]: per-second bucketed windows, the simple average Knative uses by default.
+//! - [`kpa`]: the [`Autoscaler`]: Knative's decider plus the KPA reconciler's scaler and
+//!   status, driven by [`Autoscaler::record`] and [`Autoscaler::decide`].
+//! - [`trace`], [`simulate`], [`plot`], [`cli`]: `quiver autoscaler simulate`, which replays a
+//!   load trace through the autoscaler with a replica model.
+//!
+//! Time is a value (whole seconds since any epoch) passed to every call; nothing reads a
+//! clock, so behaviour is reproducible second by second.
+//!
+//! ```
+//! use quiver_autoscaler::{Autoscaler, AutoscalerConfig, Settings};
+//!
+//! let mut settings = Settings::new();
+//! settings.set("autoscaling.knative.dev/target", "10").unwrap();
+//! let mut kpa = Autoscaler::new(AutoscalerConfig::from_settings(&settings).unwrap(), 0);
+//! kpa.record(0, 35.0); // 35 requests in flight during second 0
+//! let decision = kpa.decide(0, 1); // one replica ready
+//! assert_eq!(decision.desired, 5); // 35 / (10 × 70%)
+//! assert!(decision.panic); // 5 wanted for 1 ready crosses the 200% panic threshold
+//! ```
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod config;
+pub mod kpa;
+pub mod plot;
+pub mod settings;
+pub mod simulate;
+pub mod trace;
+pub mod window;
+
+pub use cli::{run_simulate, SimulateArgs, SimulateError, SimulationReport};
+pub use config::{AutoscalerConfig, ConfigError, ScaleMetric, TargetBurstCapacity};
+pub use kpa::{Activity, Autoscaler, Decision};
+pub use settings::Settings;
