@@ -85,7 +85,7 @@ echo "==> quiver bench: concurrency $CONCURRENCY, batch $BATCH, ${WARMUP}s warmu
 for run in $(seq 1 "$RUNS"); do
   for model in "${MODELS[@]}"; do
     line="$("$quiver" bench -m "$model" -u "$url" --concurrency "$CONCURRENCY" -b "$BATCH" \
-      --warmup "$WARMUP" --duration "$DURATION" --json 2>>"$results/bench.stderr")"
+      --warmup "$WARMUP" --measurement-interval "$((DURATION * 1000))" --max-trials 1 --json 2>>"$results/bench.stderr")"
     echo "$line" >>"$results/batching-$model.jsonl"
     echo "$line" | python3 -c "$print_run" "$run"
   done

@@ -1,4 +1,4 @@
-//! The random input data the generator sends.
+//! Generated input data: random (`--input-data random`, the default) or zeros.
 //!
 //! Data is generated once per input and reused for every request, so its cost never shows
 //! in a measurement. The generator is a fixed-seed SplitMix64: runs are reproducible.
@@ -68,6 +68,20 @@ pub fn random_tensor_bytes(datatype: DataType, elements: usize, rng: &mut SplitM
     out
 }
 
+/// All-zero data for `elements` elements of `datatype`, in the binary layout; a BYTES element
+/// is [`STRING_LENGTH`] '0' characters (an empty string is an edge case for many models, not
+/// a neutral input).
+pub fn zero_tensor_bytes(datatype: DataType, elements: usize) -> Vec<u8> {
+    match datatype.element_size() {
+        Some(size) => vec![0; elements.saturating_mul(size)],
+        None => {
+            let mut element = (STRING_LENGTH as u32).to_le_bytes().to_vec();
+            element.extend_from_slice(&[b'0'; STRING_LENGTH]);
+            element.repeat(elements)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +104,15 @@ mod tests {
         assert!(floats.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).all(|x| (0.0..1.0).contains(&x)));
         let bools = random_tensor_bytes(DataType::Bool, 1000, &mut rng);
         assert!(bools.iter().all(|&b| b <= 1));
+    }
+
+    #[test]
+    fn zero_data_has_the_wire_layout() {
+        assert_eq!(zero_tensor_bytes(DataType::Fp32, 3), vec![0; 12]);
+        assert_eq!(zero_tensor_bytes(DataType::Bool, 2), vec![0; 2]);
+        let s = zero_tensor_bytes(DataType::Bytes, 2);
+        assert_eq!(s.len(), 2 * (4 + STRING_LENGTH));
+        assert_eq!(&s[4..4 + STRING_LENGTH], "0".repeat(STRING_LENGTH).as_bytes());
     }
 
     #[test]

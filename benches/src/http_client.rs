@@ -3,7 +3,7 @@
 //! Each worker owns its connection, so sending a request takes no lock and no pool lookup;
 //! the prepared request's URI, headers and body are cheap reference-counted clones.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, StatusCode, Uri};
@@ -140,7 +140,8 @@ impl HttpConnection {
 pub struct PreparedInfer {
     uri: Uri,
     host: HeaderValue,
-    json_len: HeaderValue,
+    /// `Inference-Header-Content-Length` for a binary body; `None` for plain JSON.
+    json_len: Option<HeaderValue>,
     body: Bytes,
 }
 
@@ -150,9 +151,14 @@ impl PreparedInfer {
         Ok(PreparedInfer {
             uri: target.uri(&format!("/v2/models/{}/infer", encode_segment(model)))?,
             host: target.host(),
-            json_len: HeaderValue::from(request.json_len),
+            json_len: request.json_len.map(HeaderValue::from),
             body: request.body.clone(),
         })
+    }
+
+    /// Length of the body, in bytes.
+    pub fn body_len(&self) -> usize {
+        self.body.len()
     }
 
     /// The request (hyper adds `Content-Length` from the body).
@@ -162,24 +168,34 @@ impl PreparedInfer {
         *request.uri_mut() = self.uri.clone();
         let headers = request.headers_mut();
         headers.insert(header::HOST, self.host.clone());
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-        headers.insert("inference-header-content-length", self.json_len.clone());
+        match &self.json_len {
+            Some(json_len) => {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+                headers.insert("inference-header-content-length", json_len.clone());
+            }
+            None => {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            }
+        }
         request
     }
 }
 
 /// A V2 infer client over one HTTP/1.1 connection, reconnecting when the connection fails.
+/// It sends the prepared requests in turn.
 #[derive(Debug)]
 pub struct HttpInferClient {
     target: HttpTarget,
-    prepared: PreparedInfer,
+    requests: Arc<[PreparedInfer]>,
+    next: usize,
     connection: Option<HttpConnection>,
 }
 
 impl HttpInferClient {
-    /// A client that connects on its first request.
-    pub fn new(target: HttpTarget, prepared: PreparedInfer) -> HttpInferClient {
-        HttpInferClient { target, prepared, connection: None }
+    /// A client that connects on its first request; `first` staggers clients through the
+    /// requests, so they do not all send the same one.
+    pub fn new(target: HttpTarget, requests: Arc<[PreparedInfer]>, first: usize) -> HttpInferClient {
+        HttpInferClient { target, requests, next: first, connection: None }
     }
 
     /// Opens the connection now, so the first measured request does not pay for it.
@@ -195,8 +211,14 @@ impl HttpInferClient {
             tokio::time::sleep(RECONNECT_PAUSE).await;
             return InferOutcome::failed("transport", e.to_string());
         }
-        let connection = self.connection.as_mut().expect("connected above");
-        let response = match connection.send(self.prepared.request()).await {
+        let Some(connection) = self.connection.as_mut() else {
+            return InferOutcome::failed("transport", "not connected");
+        };
+        let Some(prepared) = self.requests.get(self.next % self.requests.len().max(1)) else {
+            return InferOutcome::failed("client", "no request to send");
+        };
+        self.next = self.next.wrapping_add(1);
+        let response = match connection.send(prepared.request()).await {
             Ok(r) => r,
             Err(e) => {
                 self.connection = None;
@@ -268,7 +290,7 @@ mod tests {
     #[test]
     fn prepared_request_carries_the_binary_headers() {
         let target = HttpTarget::parse("h:1").unwrap();
-        let encoded = EncodedRequest { body: Bytes::from_static(b"{\"inputs\":[]}\x01\x02"), json_len: 13 };
+        let encoded = EncodedRequest { body: Bytes::from_static(b"{\"inputs\":[]}\x01\x02"), json_len: Some(13) };
         let prepared = PreparedInfer::new(&target, "my model", &encoded).unwrap();
         let r = prepared.request();
         assert_eq!(r.method(), Method::POST);
@@ -276,5 +298,10 @@ mod tests {
         assert_eq!(r.headers()["host"], "h:1");
         assert_eq!(r.headers()["inference-header-content-length"], "13");
         assert_eq!(r.headers()["content-type"], "application/octet-stream");
+
+        let encoded = EncodedRequest { body: Bytes::from_static(b"{\"inputs\":[]}"), json_len: None };
+        let r = PreparedInfer::new(&target, "m", &encoded).unwrap().request();
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert!(r.headers().get("inference-header-content-length").is_none());
     }
 }
