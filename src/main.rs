@@ -24,6 +24,15 @@ enum Command {
     Serve(ServeArgs),
     /// Measure a server's throughput and latency under load (a perf_analyzer equivalent).
     Bench(quiver_benches::BenchArgs),
+    /// Knative-KPA-style autoscaling tools.
+    #[command(subcommand)]
+    Autoscaler(AutoscalerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AutoscalerCommand {
+    /// Replay a load trace through the autoscaler and a replica model; print, and plot, the result.
+    Simulate(quiver_autoscaler::SimulateArgs),
 }
 
 /// Flags follow tritonserver's names.
@@ -122,5 +131,8 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Bench(args) => runtime.block_on(quiver_benches::run(args)).map(drop).map_err(anyhow::Error::from),
+        Command::Autoscaler(AutoscalerCommand::Simulate(args)) => {
+            quiver_autoscaler::run_simulate(&args, &mut std::io::stdout().lock()).map(drop).map_err(anyhow::Error::from)
+        }
     }
 }

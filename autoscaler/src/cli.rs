@@ -243,7 +243,10 @@ fn write_report<W: Write>(
     writeln!(
         out,
         "replicas:   ready {} s after being asked for, each serves {} {}, {} ready at start",
-        model.startup_delay_s, model.capacity_per_replica, trace.metric, model.initial_ready
+        model.startup_delay_s,
+        model.capacity_per_replica,
+        trace.metric.unit(),
+        model.initial_ready
     )?;
     writeln!(out)?;
     writeln!(
@@ -277,7 +280,7 @@ fn write_report<W: Write>(
     writeln!(
         out,
         "  peak load           {peak_load} {} at {peak_at} s",
-        trace.metric
+        trace.metric.unit()
     )?;
     writeln!(
         out,

@@ -133,6 +133,14 @@ impl ScaleMetric {
         }
     }
 
+    /// What a value of the metric counts, for people.
+    pub fn unit(self) -> &'static str {
+        match self {
+            ScaleMetric::Concurrency => "in-flight requests",
+            ScaleMetric::Rps => "requests per second",
+        }
+    }
+
     /// Reads a metric name; `cpu` and `memory` (HPA metrics) are refused as unsupported.
     pub fn parse(key: &str, value: &str) -> Result<Self, ConfigError> {
         match value {

@@ -122,10 +122,6 @@ fn draw<DB: DrawingBackend>(
     let end = seconds.last().map_or(1, |s| s.time_s + 1).max(start + 1);
     let panics = periods(seconds, |s| s.panic);
 
-    let load_unit = match metric {
-        ScaleMetric::Concurrency => "in-flight requests",
-        ScaleMetric::Rps => "requests per second",
-    };
     let load_max = seconds
         .iter()
         .map(|s| s.load.max(s.queued))
@@ -139,7 +135,9 @@ fn draw<DB: DrawingBackend>(
         .map_err(e)?;
     chart
         .configure_mesh()
-        .y_desc(format!("{metric} ({load_unit})"))
+        .y_desc(format!("{metric} ({})", metric.unit()))
+        .x_label_formatter(&number_label)
+        .y_label_formatter(&number_label)
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 15))
         .draw()
@@ -185,6 +183,8 @@ fn draw<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc("time (s)")
         .y_desc("replicas")
+        .x_label_formatter(&number_label)
+        .y_label_formatter(&count_label)
         .label_style((FONT, 14))
         .axis_desc_style((FONT, 15))
         .draw()
@@ -251,6 +251,20 @@ fn legend<'a, DB: DrawingBackend + 'a>(
         .draw()
 }
 
+/// A tick label without trailing zeros: `600`, `0.5`.
+fn number_label(v: &f64) -> String {
+    format!("{}", (v * 100.0).round() / 100.0)
+}
+
+/// A tick label on a replica axis: whole numbers only (half a replica means nothing).
+fn count_label(v: &f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v}")
+    } else {
+        String::new()
+    }
+}
+
 /// A step line through a per-second count: flat within a second, vertical at its start.
 fn steps(seconds: &[SimulatedSecond], value: fn(&SimulatedSecond) -> u32) -> Vec<(f64, f64)> {
     let mut points = Vec::with_capacity(seconds.len() * 2);
@@ -277,6 +291,14 @@ mod tests {
             let err = PlotFormat::of(Path::new(bad)).unwrap_err().to_string();
             assert!(err.contains(".png or .svg"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn tick_labels_drop_needless_decimals() {
+        assert_eq!(number_label(&600.0), "600");
+        assert_eq!(number_label(&0.5), "0.5");
+        assert_eq!(count_label(&3.0), "3");
+        assert_eq!(count_label(&2.5), "");
     }
 
     #[test]
