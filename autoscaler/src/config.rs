@@ -176,7 +176,9 @@ pub enum TargetBurstCapacity {
     Requests(f64),
 }
 
-/// A complete, validated KPA configuration for one service (revision).
+/// A complete KPA configuration for one service (revision). [`AutoscalerConfig::from_settings`]
+/// builds a validated one; the fields are public for tests and tools, and a hand-built value is
+/// used as given (each window allocates one bucket per second).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoscalerConfig {
     /// The metric scaled on.

@@ -222,7 +222,7 @@ impl Autoscaler {
             _ if over_panic_threshold => self.panic_since = Some(now),
             // Leave panic once a whole stable window has passed without a new trigger, so the
             // surge has made its way into the stable average.
-            Some(since) if since + c.stable_window_s < now => {
+            Some(since) if since.saturating_add(c.stable_window_s) < now => {
                 self.panic_since = None;
                 self.max_panic_pods = 0;
             }

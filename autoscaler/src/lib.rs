@@ -19,6 +19,25 @@
 //! Time is a value (whole seconds since any epoch) passed to every call; nothing reads a
 //! clock, so behaviour is reproducible second by second.
 //!
+//! # Where this differs from Knative, and why
+//!
+//! - Decisions happen when [`Autoscaler::decide`] is called. The simulator calls it every
+//!   second; Knative ticks every 2 s, and at once on an activator poke.
+//! - The clock has one-second resolution, so durations must be whole seconds. Knative
+//!   requires that for windows and delays; here the grace and retention periods need it too.
+//! - Only the linear (simple average) aggregation, Knative's default, is implemented;
+//!   `metric-aggregation-algorithm: weightedExponential` is refused with an error.
+//! - The revision is assumed reachable (routed to). The activator probe succeeds as soon as the
+//!   activator is in the path, since network programming delay is not modelled. Activation
+//!   never times out (Knative gives up after the progress deadline), because simulated
+//!   replicas always start.
+//! - A KServe field together with the annotation it writes (`scaleTarget` with `target`,
+//!   `minReplicas` with `min-scale`, ...) is refused. KServe would silently overwrite the
+//!   annotation. An `initial-scale` above `max-scale` is refused too, because Knative would
+//!   run above max until the first decision.
+//! - `activator-capacity` and `pod-autoscaler-class` are accepted and validated, but no
+//!   decision here depends on them.
+//!
 //! ```
 //! use quiver_autoscaler::{Autoscaler, AutoscalerConfig, Settings};
 //!

@@ -127,22 +127,14 @@ fn draw<DB: DrawingBackend>(
         .map(|s| s.load.max(s.queued))
         .fold(1.0, f64::max)
         * 1.1;
-    let mut chart = ChartBuilder::on(&upper)
-        .margin(12)
-        .x_label_area_size(30)
-        .y_label_area_size(70)
-        .build_cartesian_2d(start as f64..end as f64, 0.0..load_max)
-        .map_err(e)?;
-    chart
-        .configure_mesh()
-        .y_desc(format!("{metric} ({})", metric.unit()))
-        .x_label_formatter(&number_label)
-        .y_label_formatter(&number_label)
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 15))
-        .draw()
-        .map_err(e)?;
-    shade_panics(&mut chart, &panics, load_max).map_err(e)?;
+    let x_range = start as f64..end as f64;
+    let load_desc = format!("{metric} ({})", metric.unit());
+    let load_axis = Axis {
+        max: load_max,
+        desc: &load_desc,
+        label: number_label,
+    };
+    let mut chart = panel(&upper, x_range.clone(), load_axis, "", &panics).map_err(e)?;
     chart
         .draw_series(AreaSeries::new(
             seconds.iter().map(|s| (s.time_s as f64, s.queued)),
@@ -173,23 +165,12 @@ fn draw<DB: DrawingBackend>(
         .max()
         .unwrap_or(0);
     let replicas_max = (f64::from(replicas_max) * 1.15).max(f64::from(replicas_max) + 1.0);
-    let mut chart = ChartBuilder::on(&lower)
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(start as f64..end as f64, 0.0..replicas_max)
-        .map_err(e)?;
-    chart
-        .configure_mesh()
-        .x_desc("time (s)")
-        .y_desc("replicas")
-        .x_label_formatter(&number_label)
-        .y_label_formatter(&count_label)
-        .label_style((FONT, 14))
-        .axis_desc_style((FONT, 15))
-        .draw()
-        .map_err(e)?;
-    shade_panics(&mut chart, &panics, replicas_max).map_err(e)?;
+    let replicas_axis = Axis {
+        max: replicas_max,
+        desc: "replicas",
+        label: count_label,
+    };
+    let mut chart = panel(&lower, x_range, replicas_axis, "time (s)", &panics).map_err(e)?;
     for (name, color, value) in [
         (
             "desired replicas",
@@ -218,6 +199,39 @@ type Chart<'a, DB> = ChartContext<
     DB,
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
+
+/// A panel's y axis: its top, description and tick labels.
+struct Axis<'a> {
+    max: f64,
+    desc: &'a str,
+    label: fn(&f64) -> String,
+}
+
+/// One panel over time: axes, mesh, and the panic periods shaded behind the series.
+fn panel<'a, DB: DrawingBackend + 'a>(
+    area: &'a DrawingArea<DB, Shift>,
+    x_range: std::ops::Range<f64>,
+    y: Axis<'_>,
+    x_desc: &str,
+    panics: &[(u64, u64)],
+) -> Result<Chart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_range, 0.0..y.max)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y.desc)
+        .x_label_formatter(&number_label)
+        .y_label_formatter(&y.label)
+        .label_style((FONT, 14))
+        .axis_desc_style((FONT, 15))
+        .draw()?;
+    shade_panics(&mut chart, panics, y.max)?;
+    Ok(chart)
+}
 
 /// Shades each panic period over the chart's height, with one legend entry.
 fn shade_panics<'a, DB: DrawingBackend + 'a>(
