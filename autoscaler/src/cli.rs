@@ -73,7 +73,7 @@ pub enum SimulateError {
     Trace(#[from] TraceError),
     /// The configuration is malformed or invalid.
     #[error("invalid autoscaler configuration: {0}")]
-    Config(#[from] ConfigError),
+    Config(ConfigError),
     /// The configuration file could not be read.
     #[error("cannot read the configuration {path}: {reason}")]
     ConfigFile {
@@ -90,7 +90,21 @@ pub enum SimulateError {
     Plot(#[from] PlotError),
     /// Writing the report failed.
     #[error("writing the report: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+// By hand rather than `#[from]`: the messages above already include the inner error, and a
+// `#[from]` would also make it the source, printed a second time as "Caused by".
+impl From<ConfigError> for SimulateError {
+    fn from(error: ConfigError) -> Self {
+        SimulateError::Config(error)
+    }
+}
+
+impl From<std::io::Error> for SimulateError {
+    fn from(error: std::io::Error) -> Self {
+        SimulateError::Io(error)
+    }
 }
 
 /// The outcome of a run: every simulated second and their summary.

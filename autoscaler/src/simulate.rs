@@ -20,6 +20,7 @@ use crate::{
     config::{AutoscalerConfig, ScaleMetric},
     kpa::Autoscaler,
     trace::Trace,
+    window::{round_to_decimals, AVERAGE_DECIMALS},
 };
 
 /// How replicas behave in the simulation.
@@ -172,7 +173,8 @@ pub fn simulate(
             desired: decision.desired,
             ready: replicas.ready(),
             panic: decision.panic,
-            queued,
+            // Rounded like the window averages: 596.7 − 100 is 496.70000000000005 in binary.
+            queued: round_to_decimals(queued, AVERAGE_DECIMALS),
             activator_in_path: decision.activator_in_path,
             stable_average: decision.stable_average,
             panic_average: decision.panic_average,

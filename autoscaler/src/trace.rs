@@ -21,12 +21,12 @@ pub const MAX_TIME_S: u64 = 1 << 30;
 #[derive(Debug, Error)]
 pub enum TraceError {
     /// The file could not be opened or read.
-    #[error("cannot read the trace {path}: {source}")]
+    #[error("cannot read the trace {path}: {error}")]
     Io {
         /// The file.
         path: String,
-        /// What the OS said.
-        source: std::io::Error,
+        /// What the OS said (in the message, so not a separate error source).
+        error: std::io::Error,
     },
     /// The file is larger than [`MAX_TRACE_BYTES`].
     #[error("the trace is larger than {MAX_TRACE_BYTES} bytes")]
@@ -79,16 +79,16 @@ impl Trace {
 
 /// Reads the trace file at `path`.
 pub fn load_trace(path: &Path) -> Result<Trace, TraceError> {
-    let io = |source| TraceError::Io {
+    let io = |error| TraceError::Io {
         path: path.display().to_string(),
-        source,
+        error,
     };
     let file = File::open(path).map_err(io)?;
     if file.metadata().map_err(io)?.len() > MAX_TRACE_BYTES {
         return Err(TraceError::TooLarge);
     }
     read_trace(file).map_err(|e| match e {
-        TraceError::Io { source, .. } => io(source),
+        TraceError::Io { error, .. } => io(error),
         other => other,
     })
 }
@@ -99,9 +99,9 @@ pub fn read_trace(reader: impl Read) -> Result<Trace, TraceError> {
     reader
         .take(MAX_TRACE_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(|source| TraceError::Io {
+        .map_err(|error| TraceError::Io {
             path: "input".into(),
-            source,
+            error,
         })?;
     if bytes.len() as u64 > MAX_TRACE_BYTES {
         return Err(TraceError::TooLarge);
