@@ -7,7 +7,12 @@ use std::{
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use quiver_runtime::{model::LoadOptions, server::DEFAULT_MAX_BODY_BYTES, Server, ServerOptions};
+use quiver_runtime::{
+    model::LoadOptions,
+    registry::{ControlMode, RegistryOptions},
+    server::DEFAULT_MAX_BODY_BYTES,
+    Server, ServerOptions,
+};
 use tracing_subscriber::EnvFilter;
 
 /// Quiver: a KServe- and Triton-compatible inference server.
@@ -60,6 +65,20 @@ struct ServeArgs {
     /// default-max-batch-size=N (max_batch_size auto-complete gives models that can batch).
     #[arg(long = "backend-config", value_name = "[BACKEND,]KEY=VALUE")]
     backend_config: Vec<String>,
+    /// When models load: none (all at startup; no load/unload API), explicit (--load-model
+    /// at startup, then the load/unload API), poll (all at startup, then rescans).
+    #[arg(long, value_name = "none|explicit|poll", default_value = "none", value_parser = parse_control_mode)]
+    model_control_mode: ControlMode,
+    /// Explicit mode: a model to load at startup (repeatable; `*` loads every model).
+    #[arg(long = "load-model", value_name = "NAME")]
+    load_model: Vec<String>,
+    /// Poll mode: seconds between repository scans.
+    #[arg(long, value_name = "SECS", default_value_t = 15)]
+    repository_poll_secs: u64,
+}
+
+fn parse_control_mode(s: &str) -> Result<ControlMode, String> {
+    s.parse()
 }
 
 fn load_options(settings: &[String]) -> anyhow::Result<LoadOptions> {
@@ -110,8 +129,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         http_addr: SocketAddr::new(args.http_address, args.http_port),
         grpc_addr: SocketAddr::new(args.grpc_address, args.grpc_port),
         max_body_bytes: args.http_max_body_bytes,
-        load: load_options(&args.backend_config)?,
+        registry: RegistryOptions {
+            load: load_options(&args.backend_config)?,
+            control_mode: args.model_control_mode,
+            startup_models: args.load_model,
+        },
+        repository_poll_interval: std::time::Duration::from_secs(args.repository_poll_secs.max(1)),
     };
+    if options.registry.control_mode != ControlMode::Explicit && !options.registry.startup_models.is_empty() {
+        anyhow::bail!("--load-model needs --model-control-mode explicit");
+    }
     let server = Server::bind(options).await?;
     server.run(shutdown_signal()).await?;
     Ok(())

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::{
     infer::{InferInput, InferRequest, InferResponse, ParameterValue, Parameters, RequestedOutput},
     proto::{self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice},
-    registry::ModelRegistry,
+    registry::{parse_config_override, traffic::Revision, ModelRegistry},
     ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
 };
 
@@ -40,10 +40,10 @@ impl InferenceService {
         InferenceService { registry, shutting_down }
     }
 
-    async fn infer(&self, request: proto::ModelInferRequest) -> Result<proto::ModelInferResponse, ServeError> {
-        let model = self.registry.get(&request.model_name, &request.model_version)?;
+    async fn infer(&self, request: proto::ModelInferRequest, pin: Option<Revision>) -> Result<proto::ModelInferResponse, ServeError> {
+        let routed = self.registry.route(&request.model_name, &request.model_version, pin).await?;
         let decoded = decode_request(request)?;
-        let response = model.infer(decoded).await?;
+        let response = routed.infer(decoded).await?;
         Ok(encode_response(response))
     }
 }
@@ -206,7 +206,7 @@ impl GrpcInferenceService for InferenceService {
 
     async fn model_ready(&self, request: Request<proto::ModelReadyRequest>) -> Result<Response<proto::ModelReadyResponse>, Status> {
         let request = request.into_inner();
-        let ready = self.registry.get(&request.name, &request.version).is_ok();
+        let ready = self.registry.is_ready(&request.name, &request.version);
         Ok(Response::new(proto::ModelReadyResponse { ready }))
     }
 
@@ -226,7 +226,7 @@ impl GrpcInferenceService for InferenceService {
         request: Request<proto::ModelMetadataRequest>,
     ) -> Result<Response<proto::ModelMetadataResponse>, Status> {
         let request = request.into_inner();
-        let model = self.registry.get(&request.name, &request.version).map_err(status_of)?;
+        let model = self.registry.info(&request.name, &request.version).map_err(status_of)?;
         let tensors = |list: &[quiver_model_formats::TensorInfo]| {
             list.iter()
                 .map(|t| proto::model_metadata_response::TensorMetadata {
@@ -246,7 +246,8 @@ impl GrpcInferenceService for InferenceService {
     }
 
     async fn model_infer(&self, request: Request<proto::ModelInferRequest>) -> Result<Response<proto::ModelInferResponse>, Status> {
-        self.infer(request.into_inner()).await.map(Response::new).map_err(status_of)
+        let pin = pinned_revision(request.metadata()).map_err(status_of)?;
+        self.infer(request.into_inner(), pin).await.map(Response::new).map_err(status_of)
     }
 
     type ModelStreamInferStream = ResponseStream;
@@ -255,12 +256,13 @@ impl GrpcInferenceService for InferenceService {
         &self,
         request: Request<Streaming<proto::ModelInferRequest>>,
     ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        let pin = pinned_revision(request.metadata()).map_err(status_of)?;
         let mut requests = request.into_inner();
         let service = self.clone();
         let stream = async_stream(move |tx| async move {
             while let Some(next) = requests.next().await {
                 let message = match next {
-                    Ok(request) => match service.infer(request).await {
+                    Ok(request) => match service.infer(request, pin).await {
                         Ok(response) => proto::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) },
                         Err(e) => proto::ModelStreamInferResponse { error_message: e.to_string(), infer_response: None },
                     },
@@ -279,7 +281,7 @@ impl GrpcInferenceService for InferenceService {
 
     async fn model_config(&self, request: Request<proto::ModelConfigRequest>) -> Result<Response<proto::ModelConfigResponse>, Status> {
         let request = request.into_inner();
-        let model = self.registry.get(&request.name, &request.version).map_err(status_of)?;
+        let model = self.registry.info(&request.name, &request.version).map_err(status_of)?;
         Ok(Response::new(proto::ModelConfigResponse { config: Some(model.config().clone()) }))
     }
 
@@ -310,16 +312,43 @@ impl GrpcInferenceService for InferenceService {
 
     async fn repository_model_load(
         &self,
-        _: Request<proto::RepositoryModelLoadRequest>,
+        request: Request<proto::RepositoryModelLoadRequest>,
     ) -> Result<Response<proto::RepositoryModelLoadResponse>, Status> {
-        Err(Status::unimplemented("explicit model load is not available in model control mode 'none'"))
+        use proto::model_repository_parameter::ParameterChoice;
+        let request = request.into_inner();
+        if let Some(key) = request.parameters.keys().find(|k| k.starts_with("file:")) {
+            return Err(Status::invalid_argument(format!(
+                "load parameter '{key}': model files sent in the request are not supported; put them in the repository"
+            )));
+        }
+        let config = match request.parameters.get("config").and_then(|p| p.parameter_choice.as_ref()) {
+            None => None,
+            Some(ParameterChoice::StringParam(text)) => Some(parse_config_override(text).map_err(status_of)?),
+            Some(_) => return Err(Status::invalid_argument("load parameter 'config' must be a string holding the config as JSON")),
+        };
+        self.registry.load(&request.model_name, config).await.map_err(status_of)?;
+        Ok(Response::new(proto::RepositoryModelLoadResponse {}))
     }
 
     async fn repository_model_unload(
         &self,
-        _: Request<proto::RepositoryModelUnloadRequest>,
+        request: Request<proto::RepositoryModelUnloadRequest>,
     ) -> Result<Response<proto::RepositoryModelUnloadResponse>, Status> {
-        Err(Status::unimplemented("explicit model unload is not available in model control mode 'none'"))
+        self.registry.unload(&request.into_inner().model_name).await.map_err(status_of)?;
+        Ok(Response::new(proto::RepositoryModelUnloadResponse {}))
+    }
+}
+
+/// The side of a canary split a call pins itself to (`x-quiver-revision` metadata), if any.
+fn pinned_revision(metadata: &tonic::metadata::MetadataMap) -> Result<Option<Revision>, ServeError> {
+    match metadata.get(crate::http::REVISION_HEADER) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map_err(|_| ServeError::InvalidInput(format!("{} is not valid text", crate::http::REVISION_HEADER)))?
+            .parse()
+            .map(Some)
+            .map_err(|e| ServeError::InvalidInput(format!("{}: {e}", crate::http::REVISION_HEADER))),
     }
 }
 

@@ -2,6 +2,7 @@
 //! and the request checks done before anything is queued.
 
 use std::{
+    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -42,6 +43,9 @@ pub enum LoadError {
     /// The executor threads could not be started.
     #[error("failed to start executor threads: {0}")]
     Threads(String),
+    /// A `model_warmup` sample is invalid or failed to run.
+    #[error("warmup: {0}")]
+    Warmup(String),
 }
 
 /// Settings that apply to every model load.
@@ -68,14 +72,54 @@ fn backend_for(config: &ModelConfig) -> Result<&'static dyn Backend, LoadError> 
     }
 }
 
-/// A model version ready to serve.
+/// What a model version is, without its weights: its name, completed configuration and
+/// tensors. It outlives the loaded model when the model scales to zero, so metadata, config and
+/// readiness never load weights.
 #[derive(Debug)]
-pub struct ModelVersion {
+pub struct VersionInfo {
     name: String,
     version: String,
     config: ModelConfig,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
+}
+
+impl VersionInfo {
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The version, as the protocol spells it.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The completed configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The platform reported in metadata.
+    pub fn platform(&self) -> &str {
+        if self.config.platform.is_empty() { &self.config.backend } else { &self.config.platform }
+    }
+
+    /// Inputs as the metadata reports them (full shapes, -1 for variable dims).
+    pub fn inputs(&self) -> &[TensorInfo] {
+        &self.inputs
+    }
+
+    /// Outputs as the metadata reports them.
+    pub fn outputs(&self) -> &[TensorInfo] {
+        &self.outputs
+    }
+}
+
+/// A model version ready to serve.
+#[derive(Debug)]
+pub struct ModelVersion {
+    info: Arc<VersionInfo>,
     /// Index of each config output in the backend's output order.
     output_order: Vec<usize>,
     /// Per input: the dims the model sees (without batch), when the config reshapes it.
@@ -162,11 +206,7 @@ impl ModelVersion {
         let scheduler = Scheduler::start(&label, model, SchedulerOptions { instances, policy, preserve_ordering }, metrics.clone())
             .map_err(|e| LoadError::Threads(e.to_string()))?;
         Ok(ModelVersion {
-            name: dir.name.clone(),
-            version,
-            config,
-            inputs,
-            outputs,
+            info: Arc::new(VersionInfo { name: dir.name.clone(), version, config, inputs, outputs }),
             output_order,
             input_reshape,
             output_reshape,
@@ -175,34 +215,50 @@ impl ModelVersion {
         })
     }
 
+    /// Its name, configuration and tensors.
+    pub fn info(&self) -> &Arc<VersionInfo> {
+        &self.info
+    }
+
     /// The model's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.info.name
     }
 
     /// The version, as the protocol spells it.
     pub fn version(&self) -> &str {
-        &self.version
+        &self.info.version
     }
 
     /// The completed configuration.
     pub fn config(&self) -> &ModelConfig {
-        &self.config
-    }
-
-    /// The platform reported in metadata.
-    pub fn platform(&self) -> &str {
-        if self.config.platform.is_empty() { &self.config.backend } else { &self.config.platform }
+        &self.info.config
     }
 
     /// Inputs as the metadata reports them (full shapes, -1 for variable dims).
     pub fn inputs(&self) -> &[TensorInfo] {
-        &self.inputs
+        &self.info.inputs
     }
 
     /// Outputs as the metadata reports them.
     pub fn outputs(&self) -> &[TensorInfo] {
-        &self.outputs
+        &self.info.outputs
+    }
+
+    /// Runs the configuration's `model_warmup` samples (Triton's warmup: each sample `count`
+    /// times, zero, random or file data) through the same path as a request, so a version is
+    /// marked ready only after it has served them. Warmups are not counted in the metrics.
+    pub async fn warmup(&self, model_dir: &Path) -> Result<(), LoadError> {
+        for sample in &self.info.config.model_warmup {
+            let request = warmup_request(sample, &self.info, model_dir)
+                .map_err(|e| LoadError::Warmup(format!("sample '{}': {e}", sample.name)))?;
+            for _ in 0..sample.count.max(1) {
+                self.infer_unrecorded(request.clone())
+                    .await
+                    .map_err(|e| LoadError::Warmup(format!("sample '{}' failed: {e}", sample.name)))?;
+            }
+        }
+        Ok(())
     }
 
     /// Serves one request: checks it, queues it, executes it and records metrics.
@@ -245,15 +301,15 @@ impl ModelVersion {
                 .ok_or_else(|| ServeError::Inference(format!("the backend returned {produced} outputs")))?;
             let tensor = match &self.output_reshape[ix] {
                 Some(dims) => self.reshape(tensor, dims).map_err(|e| {
-                    ServeError::Inference(format!("output '{}' does not fit its configured dims {dims:?}: {e}", self.outputs[ix].name))
+                    ServeError::Inference(format!("output '{}' does not fit its configured dims {dims:?}: {e}", self.info.outputs[ix].name))
                 })?,
                 None => tensor,
             };
-            selected.push(InferOutput { name: self.outputs[ix].name.clone(), tensor });
+            selected.push(InferOutput { name: self.info.outputs[ix].name.clone(), tensor });
         }
         let response = InferResponse {
-            model_name: self.name.clone(),
-            model_version: self.version.clone(),
+            model_name: self.info.name.clone(),
+            model_version: self.info.version.clone(),
             id: request.id,
             outputs: selected,
         };
@@ -263,26 +319,26 @@ impl ModelVersion {
     /// Places the request's inputs in the backend's order, checking names, datatypes and
     /// shapes against the config. Returns the tensors and the request's batch size.
     fn check_inputs(&self, inputs: Vec<crate::infer::InferInput>) -> Result<(Vec<Tensor>, u64), ServeError> {
-        let mut placed: Vec<Option<Tensor>> = vec![None; self.inputs.len()];
+        let mut placed: Vec<Option<Tensor>> = vec![None; self.info.inputs.len()];
         for input in inputs {
-            let Some(ix) = self.inputs.iter().position(|i| i.name == input.name) else {
+            let Some(ix) = self.info.inputs.iter().position(|i| i.name == input.name) else {
                 return Err(ServeError::InvalidInput(format!(
                     "unexpected inference input '{}' for model '{}', the model's inputs are {:?}",
                     input.name,
-                    self.name,
-                    self.inputs.iter().map(|i| &i.name).collect::<Vec<_>>()
+                    self.info.name,
+                    self.info.inputs.iter().map(|i| &i.name).collect::<Vec<_>>()
                 )));
             };
             if placed[ix].is_some() {
                 return Err(ServeError::InvalidInput(format!("input '{}' is given more than once", input.name)));
             }
-            let spec = &self.inputs[ix];
+            let spec = &self.info.inputs[ix];
             if input.tensor.datatype() != spec.datatype {
                 return Err(ServeError::InvalidInput(format!(
                     "inference input '{}' data-type is '{}', but model '{}' expects '{}'",
                     spec.name,
                     input.tensor.datatype(),
-                    self.name,
+                    self.info.name,
                     spec.datatype
                 )));
             }
@@ -291,21 +347,21 @@ impl ModelVersion {
         }
         let tensors = placed
             .into_iter()
-            .zip(&self.inputs)
+            .zip(&self.info.inputs)
             .map(|(t, spec)| {
                 t.ok_or_else(|| {
-                    ServeError::InvalidInput(format!("expected input '{}' for model '{}' is missing", spec.name, self.name))
+                    ServeError::InvalidInput(format!("expected input '{}' for model '{}' is missing", spec.name, self.info.name))
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let batch_size = if self.config.max_batch_size > 0 { tensors.first().map_or(1, |t| t.shape()[0] as u64) } else { 1 };
-        if self.config.max_batch_size > 0 && tensors.iter().any(|t| t.shape()[0] as u64 != batch_size) {
+        let batch_size = if self.info.config.max_batch_size > 0 { tensors.first().map_or(1, |t| t.shape()[0] as u64) } else { 1 };
+        if self.info.config.max_batch_size > 0 && tensors.iter().any(|t| t.shape()[0] as u64 != batch_size) {
             return Err(ServeError::InvalidInput("all inputs must have the same batch size".into()));
         }
         let tensors = tensors
             .into_iter()
             .zip(&self.input_reshape)
-            .zip(&self.inputs)
+            .zip(&self.info.inputs)
             .map(|((tensor, reshape), spec)| match reshape {
                 Some(dims) => self.reshape(tensor, dims).map_err(|e| {
                     ServeError::InvalidInput(format!("input '{}' cannot take the configured reshape {dims:?}: {e}", spec.name))
@@ -320,7 +376,7 @@ impl ModelVersion {
     /// most one -1 in `dims` from the element count.
     fn reshape(&self, tensor: Tensor, dims: &[i64]) -> Result<Tensor, String> {
         let mut shape: Vec<usize> = Vec::with_capacity(dims.len() + 1);
-        if self.config.max_batch_size > 0 {
+        if self.info.config.max_batch_size > 0 {
             shape.push(*tensor.shape().first().ok_or("the tensor has no batch dimension")?);
         }
         let known: usize = dims.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product::<usize>()
@@ -338,11 +394,11 @@ impl ModelVersion {
     }
 
     fn check_shape(&self, spec: &TensorInfo, shape: &[usize]) -> Result<(), ServeError> {
-        let max_batch = self.config.max_batch_size;
+        let max_batch = self.info.config.max_batch_size;
         let mismatch = || {
             ServeError::InvalidInput(format!(
                 "unexpected shape for input '{}' for model '{}'. Expected {:?}, got {:?}",
-                spec.name, self.name, spec.shape, shape
+                spec.name, self.info.name, spec.shape, shape
             ))
         };
         if shape.len() != spec.shape.len() {
@@ -354,7 +410,7 @@ impl ModelVersion {
             if batch == 0 || batch > max_batch as usize {
                 return Err(ServeError::InvalidInput(format!(
                     "inference request batch-size {batch} for model '{}' must be between 1 and max_batch_size {max_batch}",
-                    self.name
+                    self.info.name
                 )));
             }
         }
@@ -364,7 +420,7 @@ impl ModelVersion {
     /// Indices (into `outputs()`) of the requested outputs; all of them when none are named.
     fn check_outputs(&self, requested: &[crate::infer::RequestedOutput]) -> Result<Vec<usize>, ServeError> {
         if requested.is_empty() {
-            return Ok((0..self.outputs.len()).collect());
+            return Ok((0..self.info.outputs.len()).collect());
         }
         for (i, r) in requested.iter().enumerate() {
             if requested[..i].iter().any(|earlier| earlier.name == r.name) {
@@ -374,17 +430,66 @@ impl ModelVersion {
         requested
             .iter()
             .map(|r| {
-                self.outputs.iter().position(|o| o.name == r.name).ok_or_else(|| {
+                self.info.outputs.iter().position(|o| o.name == r.name).ok_or_else(|| {
                     ServeError::InvalidInput(format!(
                         "unexpected inference output '{}' for model '{}', the model's outputs are {:?}",
                         r.name,
-                        self.name,
-                        self.outputs.iter().map(|o| &o.name).collect::<Vec<_>>()
+                        self.info.name,
+                        self.info.outputs.iter().map(|o| &o.name).collect::<Vec<_>>()
                     ))
                 })
             })
             .collect()
     }
+}
+
+/// Largest warmup tensor, in bytes: warmup data is built in memory from the config.
+const MAX_WARMUP_TENSOR_BYTES: usize = 1 << 30;
+
+/// The request of one `model_warmup` sample: every input named in the sample, with the
+/// sample's batch size (when the model batches) and zero, random or file data. A data file is
+/// raw little-endian tensor bytes in `<model>/warmup/<file>`, as Triton reads it.
+fn warmup_request(sample: &proto::ModelWarmup, info: &VersionInfo, model_dir: &Path) -> Result<InferRequest, String> {
+    use proto::model_warmup::input::InputDataType;
+    let batching = info.config.max_batch_size > 0;
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut inputs = Vec::with_capacity(sample.inputs.len());
+    for (name, input) in &sample.inputs {
+        let datatype = proto::DataType::try_from(input.data_type)
+            .ok()
+            .and_then(DataType::from_config)
+            .ok_or_else(|| format!("input '{name}' has an invalid data_type"))?;
+        let mut shape = Vec::with_capacity(input.dims.len() + 1);
+        if batching {
+            shape.push(sample.batch_size.max(1) as usize);
+        }
+        for &d in &input.dims {
+            shape.push(usize::try_from(d).map_err(|_| format!("input '{name}' has a negative dimension {d}"))?);
+        }
+        let elements = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or("the shape overflows")?;
+        let element_size = datatype.element_size().unwrap_or(4);
+        let size = elements.checked_mul(element_size).filter(|&n| n <= MAX_WARMUP_TENSOR_BYTES).ok_or("the tensor is too large")?;
+        let data = match &input.input_data_type {
+            Some(InputDataType::InputDataFile(file)) => {
+                let path = model_dir.join("warmup").join(file);
+                std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            Some(InputDataType::RandomData(true)) if datatype != DataType::Bytes => (0..size)
+                .map(|_| {
+                    // xorshift: any bytes do for a warmup; floats get small exponents below.
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    (seed >> 56) as u8 & 0x3f
+                })
+                .collect(),
+            // Zero data; BYTES elements are empty strings (a zero length each).
+            _ => vec![0; size],
+        };
+        let tensor = Tensor::from_bytes(datatype, shape, data.into()).map_err(|e| format!("input '{name}': {e}"))?;
+        inputs.push(crate::infer::InferInput { name: name.clone(), tensor });
+    }
+    Ok(InferRequest { inputs, ..Default::default() })
 }
 
 /// How long a model took to load, for logs.

@@ -6,6 +6,7 @@ use std::{
     net::SocketAddr,
     path::PathBuf,
     sync::{atomic::AtomicBool, Arc},
+    time::Duration,
 };
 
 use thiserror::Error;
@@ -15,9 +16,8 @@ use tracing::{info, warn};
 use crate::{
     grpc::InferenceService,
     http::{self, HttpState},
-    model::LoadOptions,
     proto::grpc_inference_service_server::GrpcInferenceServiceServer,
-    registry::ModelRegistry,
+    registry::{ControlMode, ModelRegistry, RegistryOptions},
     repository::RepositoryError,
 };
 
@@ -35,9 +35,14 @@ pub struct ServerOptions {
     pub grpc_addr: SocketAddr,
     /// Largest accepted HTTP body or gRPC message.
     pub max_body_bytes: usize,
-    /// Settings for every model load.
-    pub load: LoadOptions,
+    /// How models load: control mode, startup models, load settings.
+    pub registry: RegistryOptions,
+    /// Poll mode: how often the repository is rescanned.
+    pub repository_poll_interval: Duration,
 }
+
+/// How often idle models are checked for scaling to zero.
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why the server could not start.
 #[derive(Debug, Error)]
@@ -76,7 +81,7 @@ impl Server {
     pub async fn bind(options: ServerOptions) -> Result<Server, StartError> {
         let http = bind(options.http_addr).await?;
         let grpc = bind(options.grpc_addr).await?;
-        let registry = Arc::new(ModelRegistry::new(options.model_repository.clone(), options.load.clone()));
+        let registry = Arc::new(ModelRegistry::new(options.model_repository.clone(), options.registry.clone()));
         Ok(Server { options, http, grpc, registry })
     }
 
@@ -126,7 +131,7 @@ impl Server {
                 ),
         );
 
-        let load = registry.load_all();
+        let load = registry.load_startup();
         tokio::pin!(shutdown);
         let load_result = tokio::select! {
             result = load => Some(result),
@@ -139,11 +144,13 @@ impl Server {
                 } else {
                     warn!(
                         "model repository loaded: {} models ready, {} unavailable (see POST /v2/repository/index); \
-                         server not ready while any model is unavailable",
+                         server not ready while a model has no version that serves",
                         summary.ready, summary.failed
                     );
                 }
+                let background = tokio::spawn(lifecycle(registry.clone(), options.repository_poll_interval));
                 shutdown.await;
+                background.abort();
             }
             Some(Err(e)) => {
                 let _ = stop_tx.send(true);
@@ -160,5 +167,21 @@ impl Server {
         }
         info!("stopped");
         Ok(())
+    }
+}
+
+/// The lifecycle's timers: scale idle models to zero, and in poll mode rescan the repository.
+async fn lifecycle(registry: Arc<ModelRegistry>, poll_interval: Duration) {
+    let mut idle = tokio::time::interval(IDLE_CHECK_INTERVAL);
+    let mut poll = tokio::time::interval(poll_interval.max(Duration::from_millis(100)));
+    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    poll.tick().await; // the startup load was the first scan
+    let polling = registry.control_mode() == ControlMode::Poll;
+    loop {
+        tokio::select! {
+            _ = idle.tick() => registry.scale_idle().await,
+            _ = poll.tick(), if polling => registry.poll().await,
+        }
     }
 }

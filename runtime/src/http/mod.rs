@@ -2,6 +2,7 @@
 //! extensions, and `/metrics`.
 
 pub mod codec;
+pub mod repository;
 pub mod v1;
 pub mod v2;
 
@@ -19,7 +20,15 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::{model::ModelVersion, registry::ModelRegistry, ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION};
+use crate::{
+    model::VersionInfo,
+    registry::{traffic::Revision, ModelRegistry, Routed},
+    ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
+};
+
+/// Request header pinning an unversioned request to a side of a canary split (KServe's tag
+/// routing); the response carries the side that served it under the same name.
+pub const REVISION_HEADER: &str = "x-quiver-revision";
 
 /// What every HTTP handler shares.
 #[derive(Debug)]
@@ -149,10 +158,7 @@ pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpRespon
             };
             model_route(state, &method, model, version, action, request).await
         }
-        (&Method::POST, ["v2", "repository", "index"]) => repository_index(state, request).await,
-        (&Method::POST, ["v2", "repository", "models", _, "load" | "unload"]) => Err(ServeError::Unsupported(
-            "explicit model load and unload are not available in model control mode 'none'".into(),
-        )),
+        (_, ["v2", "repository", rest @ ..]) => repository::route(state, &method, rest, request).await,
         (&Method::GET, ["v1", "models"]) => {
             let names: Vec<String> = state.registry.snapshot().models.keys().cloned().collect();
             Ok(json_response(StatusCode::OK, &json!({ "models": names })))
@@ -235,30 +241,43 @@ async fn model_route(
 ) -> Result<HttpResponse, ServeError> {
     match (method, action) {
         (&Method::GET, []) => {
-            let m = state.registry.get(model, version)?;
-            Ok(json_response(StatusCode::OK, &model_metadata(state, &m)))
+            let info = state.registry.info(model, version)?;
+            Ok(json_response(StatusCode::OK, &model_metadata(state, &info)))
         }
         (&Method::GET, ["ready"]) => {
-            state.registry.get(model, version).map(|_| empty(StatusCode::OK)).or_else(|e| match e {
+            state.registry.info(model, version).map(|_| empty(StatusCode::OK)).or_else(|e| match e {
                 ServeError::Unavailable(_) => Ok(empty(StatusCode::BAD_REQUEST)),
                 other => Err(other),
             })
         }
         (&Method::GET, ["config"]) => {
-            let m = state.registry.get(model, version)?;
-            let config = quiver_model_formats::config::to_json(m.config()).map_err(|e| ServeError::Inference(e.to_string()))?;
+            let info = state.registry.info(model, version)?;
+            let config = quiver_model_formats::config::to_json(info.config()).map_err(|e| ServeError::Inference(e.to_string()))?;
             Ok(json_response(StatusCode::OK, &config))
         }
         (&Method::POST, ["infer"]) => {
-            let m = state.registry.get(model, version)?;
-            v2_infer(state, &m, request).await
+            let routed = state.registry.route(model, version, pinned_revision(&request)?).await?;
+            v2_infer(state, routed, request).await
         }
         _ => Err(ServeError::NotFound(format!("no route for {method} {}", request.uri().path()))),
     }
 }
 
+/// The side of a canary split the request pins itself to, if any.
+fn pinned_revision(request: &Request<Incoming>) -> Result<Option<Revision>, ServeError> {
+    match request.headers().get(REVISION_HEADER) {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .map_err(|_| ServeError::InvalidInput(format!("{REVISION_HEADER} is not valid text")))?
+            .parse()
+            .map(Some)
+            .map_err(|e| ServeError::InvalidInput(format!("{REVISION_HEADER}: {e}"))),
+    }
+}
+
 /// The V2 model metadata document.
-pub fn model_metadata(state: &HttpState, model: &ModelVersion) -> Value {
+pub fn model_metadata(state: &HttpState, model: &VersionInfo) -> Value {
     let tensors = |list: &[quiver_model_formats::TensorInfo]| -> Vec<Value> {
         list.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype.as_v2(), "shape": t.shape })).collect()
     };
@@ -271,7 +290,7 @@ pub fn model_metadata(state: &HttpState, model: &ModelVersion) -> Value {
     })
 }
 
-async fn v2_infer(state: &HttpState, model: &ModelVersion, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
+async fn v2_infer(state: &HttpState, routed: Routed<'_>, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
     let (parts, body) = read_body(state, request).await?;
     let json_length = match parts.headers.get(v2::HEADER_CONTENT_LENGTH) {
         Some(value) => Some(
@@ -285,7 +304,8 @@ async fn v2_infer(state: &HttpState, model: &ModelVersion, request: Request<Inco
     };
     let decoded = v2::decode_request(body, json_length)?;
     let options = v2::RequestOptions::of(&decoded);
-    let response = model.infer(decoded).await?;
+    let revision = routed.revision();
+    let response = routed.infer(decoded).await?;
     let encoded = v2::encode_response(&response, &options)?;
     let mut http_response = Response::new(Full::new(encoded.body));
     let headers = http_response.headers_mut();
@@ -298,47 +318,23 @@ async fn v2_infer(state: &HttpState, model: &ModelVersion, request: Request<Inco
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
     }
+    if let Some(revision) = revision {
+        headers.insert(REVISION_HEADER, HeaderValue::from_static(revision.as_str()));
+    }
     Ok(http_response)
-}
-
-async fn repository_index(state: &HttpState, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
-    let (_, body) = read_body(state, request).await?;
-    let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
-        false
-    } else {
-        let parsed: Value = serde_json::from_slice(&body)
-            .map_err(|e| ServeError::InvalidInput(format!("failed to parse the request JSON: {e}")))?;
-        parsed.get("ready").and_then(Value::as_bool).unwrap_or(false)
-    };
-    let rows: Vec<Value> = state
-        .registry
-        .index(ready_only)
-        .into_iter()
-        .map(|row| {
-            let mut entry = json!({ "name": row.name, "state": row.state });
-            if !row.version.is_empty() {
-                entry["version"] = json!(row.version);
-            }
-            if !row.reason.is_empty() {
-                entry["reason"] = json!(row.reason);
-            }
-            entry
-        })
-        .collect();
-    Ok(json_response(StatusCode::OK, &Value::Array(rows)))
 }
 
 /// KServe's model status: 200 `{name, ready: true}`, 503 while not ready, 404 if unknown.
 fn v1_model(state: &HttpState, model: &str) -> Result<HttpResponse, ServeError> {
-    state.registry.get(model, "")?;
+    state.registry.info(model, "")?;
     Ok(json_response(StatusCode::OK, &json!({ "name": model, "ready": true })))
 }
 
 async fn v1_predict(state: &HttpState, model: &str, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
-    let m = state.registry.get(model, "")?;
+    let routed = state.registry.route(model, "", pinned_revision(&request)?).await?;
     let (_, body) = read_body(state, request).await?;
-    let decoded = v1::decode_predict(&body, &m)?;
-    let response = m.infer(decoded).await?;
+    let decoded = v1::decode_predict(&body, routed.info())?;
+    let response = routed.infer(decoded).await?;
     Ok(json_response(StatusCode::OK, &v1::encode_predict(&response)))
 }
 

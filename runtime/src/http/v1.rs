@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use super::codec::{json_shape, nested_json, tensor_from_json};
 use crate::{
     infer::{InferInput, InferRequest, InferResponse},
-    model::ModelVersion,
+    model::VersionInfo,
     ServeError,
 };
 
@@ -18,7 +18,7 @@ fn invalid(message: impl Into<String>) -> ServeError {
 }
 
 /// Decodes a V1 predict body for `model`.
-pub fn decode_predict(body: &[u8], model: &ModelVersion) -> Result<InferRequest, ServeError> {
+pub fn decode_predict(body: &[u8], model: &VersionInfo) -> Result<InferRequest, ServeError> {
     let mut parsed: Map<String, Value> =
         serde_json::from_slice(body).map_err(|e| invalid(format!("failed to parse the request JSON: {e}")))?;
     let instances = match (parsed.remove("instances"), parsed.remove("inputs")) {
