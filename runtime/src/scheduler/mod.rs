@@ -7,7 +7,8 @@
 //! inputs ([`batch::concat`]), execute the backend off the reactor, split the outputs back per
 //! request ([`batch::split`]) and report to the driver, which answers each request (in arrival
 //! order when `preserve_ordering` is set). Every queue is bounded; a request whose client went
-//! away is dropped before it executes.
+//! away is dropped before it executes. A single-instance model whose batches take a few
+//! microseconds runs them on the driver itself, skipping the thread hand-off ([`Inline`]).
 
 pub mod batch;
 pub mod policy;
@@ -124,6 +125,7 @@ impl Scheduler {
             order: options.preserve_ordering.then(Reorder::default),
             metrics,
             label: label.to_string(),
+            inline: (instances == 1).then(|| Inline { model: model.clone(), compute: ComputeEstimate::default() }),
         };
         tokio::spawn(driver.run(submit_rx, done_rx));
         Ok(Scheduler { submit: submit_tx, label: label.to_string() })
@@ -153,7 +155,49 @@ struct Reorder {
     ready: BTreeMap<u64, Option<Answer>>,
 }
 
+/// Executing tiny batches on the driver itself.
+///
+/// With one instance, handing a batch to the instance thread and its result back costs two
+/// cross-thread wake-ups — tens of microseconds of scheduler time, more than a small model's
+/// whole execution. When the batches of a single-instance model have been taking less than
+/// [`INLINE_MAX_COMPUTE`], the driver runs them itself: the same one-at-a-time execution and
+/// batching, without the hand-off. A batch that turns out slow moves the estimate up and
+/// later batches back to the thread.
+struct Inline {
+    model: Arc<dyn Model>,
+    compute: ComputeEstimate,
+}
+
+/// Longest typical batch execution run inline on the driver's reactor thread.
+pub const INLINE_MAX_COMPUTE: Duration = Duration::from_micros(50);
+
+/// Most batches run inline in a row before the driver yields to the runtime.
+const INLINE_BURST: usize = 16;
+
+/// Batches measured on the instance thread before inline execution is considered.
+const INLINE_WARMUP_BATCHES: u32 = 4;
+
+/// An exponentially weighted mean of batch execution time.
+#[derive(Debug, Default, Clone, Copy)]
+struct ComputeEstimate {
+    mean_us: f64,
+    samples: u32,
+}
+
+impl ComputeEstimate {
+    fn observe(&mut self, compute: Duration) {
+        let us = compute.as_secs_f64() * 1e6;
+        self.mean_us = if self.samples == 0 { us } else { 0.8 * self.mean_us + 0.2 * us };
+        self.samples = self.samples.saturating_add(1);
+    }
+
+    fn is_tiny(&self) -> bool {
+        self.samples >= INLINE_WARMUP_BATCHES && self.mean_us < INLINE_MAX_COMPUTE.as_secs_f64() * 1e6
+    }
+}
+
 struct Driver {
+    inline: Option<Inline>,
     queue: BatchQueue<Pending>,
     free: usize,
     instances: usize,
@@ -181,6 +225,9 @@ impl Driver {
                 biased;
                 Some(results) = done.recv() => {
                     self.free += 1;
+                    if let (Some(inline), Some(Ok(execution))) = (&mut self.inline, results.iter().map(|r| &r.2).find(|r| r.is_ok())) {
+                        inline.compute.observe(execution.compute);
+                    }
                     for (seq, reply, result) in results {
                         self.finish(seq, Some((reply, result)));
                     }
@@ -229,12 +276,30 @@ impl Driver {
             self.finish(entry.seq, Some((entry.payload.reply, Err(error))));
         }
         let mut wake = None;
+        let mut inline_batches = 0;
         while self.free > 0 {
             for entry in self.queue.remove_abandoned(|p| p.reply.is_closed()) {
                 self.metrics.pending(-1.0);
                 self.finish(entry.seq, None);
             }
             match self.queue.poll(now) {
+                Poll::Batch(entries) if self.inline.as_ref().is_some_and(|i| i.compute.is_tiny()) => {
+                    self.metrics.pending(-(entries.len() as f64));
+                    let Some(inline) = &mut self.inline else { continue };
+                    let results = run_batch(&*inline.model, entries, now, &self.metrics);
+                    if let Some(Ok(execution)) = results.iter().map(|r| &r.2).find(|r| r.is_ok()) {
+                        inline.compute.observe(execution.compute);
+                    }
+                    for (seq, reply, result) in results {
+                        self.finish(seq, Some((reply, result)));
+                    }
+                    inline_batches += 1;
+                    if inline_batches == INLINE_BURST {
+                        // Let the reactor run other tasks; come straight back.
+                        wake = Some(Instant::now());
+                        break;
+                    }
+                }
                 Poll::Batch(entries) => {
                     self.metrics.pending(-(entries.len() as f64));
                     self.free -= 1;
@@ -356,6 +421,8 @@ mod tests {
         signature: ModelSignature,
         delay: Duration,
         batches: Mutex<Vec<usize>>,
+        /// Whether each execution ran on an instance thread.
+        on_instance_thread: Mutex<Vec<bool>>,
         running: AtomicUsize,
         max_running: AtomicUsize,
     }
@@ -366,6 +433,7 @@ mod tests {
                 signature: ModelSignature::default(),
                 delay: Duration::from_millis(delay_ms),
                 batches: Mutex::new(Vec::new()),
+                on_instance_thread: Mutex::new(Vec::new()),
                 running: AtomicUsize::new(0),
                 max_running: AtomicUsize::new(0),
             })
@@ -380,6 +448,8 @@ mod tests {
             let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
             self.max_running.fetch_max(now, Ordering::SeqCst);
             self.batches.lock().unwrap().push(inputs[0].shape()[0]);
+            let on_instance = thread::current().name().is_some_and(|n| n.starts_with("quiver-exec-"));
+            self.on_instance_thread.lock().unwrap().push(on_instance);
             thread::sleep(self.delay * inputs[0].shape()[0] as u32);
             self.running.fetch_sub(1, Ordering::SeqCst);
             let data: Vec<u8> = inputs[0]
@@ -546,5 +616,37 @@ mod tests {
         }
         assert_eq!(rx.recv().await, Some(0));
         assert_eq!(rx.recv().await, Some(1));
+    }
+
+    #[tokio::test]
+    async fn tiny_single_instance_batches_run_inline_and_slow_ones_do_not() {
+        let fast = Doubler::new(0);
+        let s = scheduler(fast.clone(), 1, policy(true, 4, 0, 10), false);
+        for i in 0..20 {
+            let out = s.execute(rows(&[i as f32]), params(1)).await.unwrap();
+            assert_eq!(out.outputs[0].data().len(), 4);
+        }
+        let threads = fast.on_instance_thread.lock().unwrap().clone();
+        assert!(threads[..INLINE_WARMUP_BATCHES as usize].iter().all(|&t| t), "measured on the thread first: {threads:?}");
+        assert!(threads[threads.len() - 5..].iter().all(|&t| !t), "then inline: {threads:?}");
+        // A panic inline fails its batch only, as on the thread.
+        assert!(matches!(s.execute(rows(&[f32::NAN]), params(1)).await, Err(ServeError::Inference(_))));
+        assert!(s.execute(rows(&[1.0]), params(1)).await.is_ok());
+
+        // 1 ms per row is far above the inline limit: always on the thread.
+        let slow = Doubler::new(1);
+        let s = scheduler(slow.clone(), 1, policy(true, 4, 0, 10), false);
+        for _ in 0..8 {
+            s.execute(rows(&[1.0]), params(1)).await.unwrap();
+        }
+        assert!(slow.on_instance_thread.lock().unwrap().iter().all(|&t| t));
+
+        // Two instances run concurrently on threads, never inline.
+        let pair = Doubler::new(0);
+        let s = scheduler(pair.clone(), 2, policy(true, 4, 0, 10), false);
+        for _ in 0..8 {
+            s.execute(rows(&[1.0]), params(1)).await.unwrap();
+        }
+        assert!(pair.on_instance_thread.lock().unwrap().iter().all(|&t| t));
     }
 }
