@@ -356,7 +356,10 @@ impl ModelRegistry {
     pub async fn unload(&self, name: &str) -> Result<(), ServeError> {
         self.check_api_allowed()?;
         check_model_name(name)?;
-        self.unload_model(name).await;
+        // Unloading a model that is not loaded succeeds, as in Triton.
+        if self.table.load().models.contains_key(name) {
+            self.unload_model(name).await;
+        }
         Ok(())
     }
 
@@ -638,11 +641,12 @@ impl ModelRegistry {
     /// side of the canary split, or the side `pin` names) and, when it is scaled to zero,
     /// loads it while the request waits (the activator).
     pub async fn route(&self, name: &str, version: &str, pin: Option<Revision>) -> Result<Routed<'_>, ServeError> {
-        let runtime = self.runtime(name);
-        runtime.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
-        let (number, state, revision) = {
+        let (number, state, revision, runtime) = {
             let table = self.table.load();
             let entry = table.models.get(name).ok_or_else(|| unknown_model(name))?;
+            // Only known models get lifecycle state: request names are the client's to choose.
+            let runtime = self.runtime(name);
+            runtime.last_used_ms.store(self.now_ms(), Ordering::Relaxed);
             let (number, revision) = if version.is_empty() {
                 let n = runtime.routed.fetch_add(1, Ordering::Relaxed);
                 let (chosen, revision) = entry.rollout.choose(n, pin, entry.highest_servable()).map_err(|e| match e {
@@ -654,7 +658,7 @@ impl ModelRegistry {
                 (version.parse().map_err(|_| unknown_version(name, version))?, None)
             };
             let state = entry.versions.get(&number).cloned().ok_or_else(|| unknown_version(name, version))?;
-            (number, state, revision)
+            (number, state, revision, runtime)
         };
         let model = match state {
             VersionState::Ready(model) => model,
@@ -792,6 +796,9 @@ impl ModelRegistry {
 
     /// Changes the rollout of `name` through the API.
     pub async fn change_traffic(&self, name: &str, change: TrafficChange) -> Result<TrafficStatus, ServeError> {
+        if !self.table.load().models.contains_key(name) {
+            return Err(unknown_model(name));
+        }
         let runtime = self.runtime(name);
         let _control = runtime.control.lock().await;
         let table = self.table.load();
