@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::{
     infer::{InferInput, InferRequest, InferResponse, ParameterValue, Parameters, RequestedOutput},
     proto::{self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice},
-    registry::{parse_config_override, traffic::Revision, ModelRegistry},
+    registry::{self, parse_config_override, traffic::Revision, ModelRegistry},
     ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
 };
 
@@ -341,15 +341,7 @@ impl GrpcInferenceService for InferenceService {
 
 /// The side of a canary split a call pins itself to (`x-quiver-revision` metadata), if any.
 fn pinned_revision(metadata: &tonic::metadata::MetadataMap) -> Result<Option<Revision>, ServeError> {
-    match metadata.get(crate::http::REVISION_HEADER) {
-        None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .map_err(|_| ServeError::InvalidInput(format!("{} is not valid text", crate::http::REVISION_HEADER)))?
-            .parse()
-            .map(Some)
-            .map_err(|e| ServeError::InvalidInput(format!("{}: {e}", crate::http::REVISION_HEADER))),
-    }
+    registry::pinned_revision(metadata.get(registry::REVISION_HEADER).map(|v| v.as_bytes()))
 }
 
 /// Runs `producer` on a task feeding a bounded channel, and returns the channel as a stream.

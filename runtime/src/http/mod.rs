@@ -22,13 +22,9 @@ use tracing::{debug, warn};
 
 use crate::{
     model::VersionInfo,
-    registry::{traffic::Revision, ModelRegistry, Routed},
+    registry::{self, traffic::Revision, ModelRegistry, Routed, REVISION_HEADER},
     ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
 };
-
-/// Request header pinning an unversioned request to a side of a canary split (KServe's tag
-/// routing); the response carries the side that served it under the same name.
-pub const REVISION_HEADER: &str = "x-quiver-revision";
 
 /// What every HTTP handler shares.
 #[derive(Debug)]
@@ -265,15 +261,7 @@ async fn model_route(
 
 /// The side of a canary split the request pins itself to, if any.
 fn pinned_revision(request: &Request<Incoming>) -> Result<Option<Revision>, ServeError> {
-    match request.headers().get(REVISION_HEADER) {
-        None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .map_err(|_| ServeError::InvalidInput(format!("{REVISION_HEADER} is not valid text")))?
-            .parse()
-            .map(Some)
-            .map_err(|e| ServeError::InvalidInput(format!("{REVISION_HEADER}: {e}"))),
-    }
+    registry::pinned_revision(request.headers().get(REVISION_HEADER).map(HeaderValue::as_bytes))
 }
 
 /// The V2 model metadata document.

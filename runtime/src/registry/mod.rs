@@ -914,6 +914,17 @@ impl Routed<'_> {
     }
 }
 
+/// Header (HTTP) and metadata key (gRPC) pinning an unversioned request to a side of a canary
+/// split (KServe's tag routing); HTTP responses carry the side that served under the same name.
+pub const REVISION_HEADER: &str = "x-quiver-revision";
+
+/// The side a request pins itself to, from the bytes of its [`REVISION_HEADER`], if present.
+pub fn pinned_revision(value: Option<&[u8]>) -> Result<Option<Revision>, ServeError> {
+    let Some(value) = value else { return Ok(None) };
+    let text = std::str::from_utf8(value).map_err(|_| ServeError::InvalidInput(format!("{REVISION_HEADER} is not valid text")))?;
+    text.parse().map(Some).map_err(|e| ServeError::InvalidInput(format!("{REVISION_HEADER}: {e}")))
+}
+
 /// Parses the configuration a load request gives (Triton's `config` load parameter: the
 /// model configuration as JSON), which replaces the model's `config.pbtxt` for that load.
 pub fn parse_config_override(json: &str) -> Result<ModelConfig, ServeError> {
@@ -952,6 +963,15 @@ mod tests {
         assert_eq!("EXPLICIT".parse::<ControlMode>().unwrap(), ControlMode::Explicit);
         assert_eq!("poll".parse::<ControlMode>().unwrap(), ControlMode::Poll);
         assert!("auto".parse::<ControlMode>().is_err());
+    }
+
+    #[test]
+    fn revision_pins_parse() {
+        assert_eq!(pinned_revision(None).unwrap(), None);
+        assert_eq!(pinned_revision(Some(b"canary")).unwrap(), Some(Revision::Canary));
+        assert_eq!(pinned_revision(Some(b" Stable ")).unwrap(), Some(Revision::Stable));
+        assert!(matches!(pinned_revision(Some(b"blue")), Err(ServeError::InvalidInput(_))));
+        assert!(matches!(pinned_revision(Some(b"\xff")), Err(ServeError::InvalidInput(_))));
     }
 
     #[test]
