@@ -40,11 +40,22 @@ impl InferenceService {
         InferenceService { registry, shutting_down }
     }
 
-    async fn infer(&self, request: proto::ModelInferRequest, pin: Option<Revision>) -> Result<proto::ModelInferResponse, ServeError> {
-        let routed = self.registry.route(&request.model_name, &request.model_version, pin).await?;
-        let decoded = decode_request(request)?;
-        let response = routed.infer(decoded).await?;
-        Ok(encode_response(response))
+    /// Runs one request; also returns the side of a canary split that answered, if any.
+    async fn infer(
+        &self,
+        request: proto::ModelInferRequest,
+        pin: Option<Revision>,
+    ) -> (Result<proto::ModelInferResponse, ServeError>, Option<Revision>) {
+        let routed = match self.registry.route(&request.model_name, &request.model_version, pin).await {
+            Ok(routed) => routed,
+            Err(e) => return (Err(e), None),
+        };
+        let revision = routed.revision();
+        let answer = async {
+            let decoded = decode_request(request)?;
+            Ok(encode_response(routed.infer(decoded).await?))
+        };
+        (answer.await, revision)
     }
 }
 
@@ -247,7 +258,25 @@ impl GrpcInferenceService for InferenceService {
 
     async fn model_infer(&self, request: Request<proto::ModelInferRequest>) -> Result<Response<proto::ModelInferResponse>, Status> {
         let pin = pinned_revision(request.metadata()).map_err(status_of)?;
-        self.infer(request.into_inner(), pin).await.map(Response::new).map_err(status_of)
+        let (answer, revision) = self.infer(request.into_inner(), pin).await;
+        // The side of a split that answered, in the response's (or the error's) metadata.
+        let side = revision.map(|r| tonic::metadata::MetadataValue::from_static(r.as_str()));
+        match answer {
+            Ok(response) => {
+                let mut response = Response::new(response);
+                if let Some(side) = side {
+                    response.metadata_mut().insert(registry::REVISION_HEADER, side);
+                }
+                Ok(response)
+            }
+            Err(e) => {
+                let mut status = status_of(e);
+                if let Some(side) = side {
+                    status.metadata_mut().insert(registry::REVISION_HEADER, side);
+                }
+                Err(status)
+            }
+        }
     }
 
     type ModelStreamInferStream = ResponseStream;
@@ -262,7 +291,7 @@ impl GrpcInferenceService for InferenceService {
         let stream = async_stream(move |tx| async move {
             while let Some(next) = requests.next().await {
                 let message = match next {
-                    Ok(request) => match service.infer(request, pin).await {
+                    Ok(request) => match service.infer(request, pin).await.0 {
                         Ok(response) => proto::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) },
                         Err(e) => proto::ModelStreamInferResponse { error_message: e.to_string(), infer_response: None },
                     },

@@ -518,20 +518,11 @@ def test_split_from_config_parameters_is_exact_and_percent_zero_pins_only(tmp_pa
         assert metric_sum(m, "quiver_traffic_requests_total", model="flaky", revision="canary") == 25 * 2 + 3
 
 
-SPLIT_SIDE_GAPS = {
-    "v2 error response": "an inference error (500) from a split carries no x-quiver-revision header",
-    "v1 predict": "KServe V1 :predict is routed through the split but its answer names no revision",
-    "grpc": "gRPC answers routed through a split carry no x-quiver-revision metadata",
-}
-
-
-@pytest.mark.parametrize("case", [
-    pytest.param(case, marks=pytest.mark.xfail(reason=reason, strict=True, raises=AssertionError))
-    for case, reason in SPLIT_SIDE_GAPS.items()
-])
+@pytest.mark.parametrize("case", ["v2 error response", "v1 predict", "grpc"])
 def test_every_answer_routed_through_a_split_names_its_revision(tmp_path, case):
     """"Responses routed through a split carry the side that served them" (README): V2 HTTP
-    successes do (test_rollout_under_load_has_zero_failures); these do not."""
+    successes (test_rollout_under_load_has_zero_failures), and also a V2 error from the canary,
+    a KServe V1 answer (whose body names no version) and gRPC answers (metadata)."""
     repo = lm.flaky_repo(lm.mlp_repo(tmp_path / "models", versions=(1, 2)))
     with serving(repo, tmp_path / "quiver.log") as srv:
         for model in ("mlp", "flaky"):
@@ -680,11 +671,11 @@ def test_explicit_mode_load_unload_over_grpc_and_http(tmp_path):
     repo = lm.mlp_repo(tmp_path / "models", versions=(1, 2), models=("mlp", "iris"))
     with serving(repo, tmp_path / "quiver.log", "--model-control-mode", "explicit",
                  "--load-model", "mlp") as srv:
-        # Only mlp is loaded. (Quiver's index lists loaded and once-loaded models only: iris,
-        # never loaded, is absent; tritonserver would list it without a state.)
+        # Only mlp is loaded; iris, in the repository but never loaded, is listed as such.
         idx = index(srv)
-        assert {(r["name"], r.get("version"), r["state"]) for r in idx} == {
-            ("mlp", "1", "READY"), ("mlp", "2", "READY")}, idx
+        assert {(r["name"], r.get("version"), r["state"], r.get("reason")) for r in idx} == {
+            ("mlp", "1", "READY", None), ("mlp", "2", "READY", None),
+            ("iris", None, "UNAVAILABLE", "not loaded")}, idx
         assert get(srv, "/v2/models/iris/ready").status_code != 200
         assert post(srv, "/v2/models/iris/infer", json_infer_body("input", np.zeros((1, 4), np.float32))
                     ).status_code == 404
@@ -699,6 +690,8 @@ def test_explicit_mode_load_unload_over_grpc_and_http(tmp_path):
             gc.load_model("mlp", config=json.dumps(lm.mlp_config_json(versions=[1])))
             assert gc.is_model_ready("mlp", "1") and not gc.is_model_ready("mlp", "2")
             assert {k for k, r in rows(srv, "mlp").items() if r["state"] == "READY"} == {"1"}
+            # The version the reload dropped stays listed, as unloaded (Triton's index).
+            assert rows(srv, "mlp")["2"]["state"] == "UNAVAILABLE" and rows(srv, "mlp")["2"]["reason"] == "unloaded"
             assert infer(srv, "mlp", mlp_batch(1)).json()["model_version"] == "1"
             assert gc.get_model_config("mlp").config.version_policy.specific.versions == [1]
 

@@ -253,7 +253,9 @@ async fn model_route(
         }
         (&Method::POST, ["infer"]) => {
             let routed = state.registry.route(model, version, pinned_revision(&request)?).await?;
-            v2_infer(state, routed, request).await
+            let revision = routed.revision();
+            let answer = v2_infer(state, routed, request).await;
+            Ok(with_revision(answer.unwrap_or_else(|e| error_response(&e)), revision))
         }
         _ => Err(ServeError::NotFound(format!("no route for {method} {}", request.uri().path()))),
     }
@@ -292,7 +294,6 @@ async fn v2_infer(state: &HttpState, routed: Routed<'_>, request: Request<Incomi
     };
     let decoded = v2::decode_request(body, json_length)?;
     let options = v2::RequestOptions::of(&decoded);
-    let revision = routed.revision();
     let response = routed.infer(decoded).await?;
     let encoded = v2::encode_response(&response, &options)?;
     let mut http_response = Response::new(Full::new(encoded.body));
@@ -306,9 +307,6 @@ async fn v2_infer(state: &HttpState, routed: Routed<'_>, request: Request<Incomi
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
     }
-    if let Some(revision) = revision {
-        headers.insert(REVISION_HEADER, HeaderValue::from_static(revision.as_str()));
-    }
     Ok(http_response)
 }
 
@@ -320,10 +318,23 @@ fn v1_model(state: &HttpState, model: &str) -> Result<HttpResponse, ServeError> 
 
 async fn v1_predict(state: &HttpState, model: &str, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
     let routed = state.registry.route(model, "", pinned_revision(&request)?).await?;
-    let (_, body) = read_body(state, request).await?;
-    let decoded = v1::decode_predict(&body, routed.info())?;
-    let response = routed.infer(decoded).await?;
-    Ok(json_response(StatusCode::OK, &v1::encode_predict(&response)))
+    let revision = routed.revision();
+    let answer = async {
+        let (_, body) = read_body(state, request).await?;
+        let decoded = v1::decode_predict(&body, routed.info())?;
+        let response = routed.infer(decoded).await?;
+        Ok::<_, ServeError>(json_response(StatusCode::OK, &v1::encode_predict(&response)))
+    };
+    Ok(with_revision(answer.await.unwrap_or_else(|e| error_response(&e)), revision))
+}
+
+/// Marks a response with the side of the canary split that answered it, errors included, so
+/// a client of any protocol version can tell which version it reached.
+fn with_revision(mut response: HttpResponse, revision: Option<Revision>) -> HttpResponse {
+    if let Some(revision) = revision {
+        response.headers_mut().insert(REVISION_HEADER, HeaderValue::from_static(revision.as_str()));
+    }
+    response
 }
 
 #[cfg(test)]

@@ -466,6 +466,12 @@ impl ModelRegistry {
                 }
             }
         }
+        // Versions the reload no longer selects stay listed as unloaded, as Triton lists them.
+        for (version, state) in old.iter().flat_map(|e| &e.versions) {
+            if !states.contains_key(version) && (state.servable() || matches!(state, VersionState::Unavailable(r) if r == UNLOADED)) {
+                states.insert(*version, VersionState::Unavailable(UNLOADED.into()));
+            }
+        }
         let load_error = (!failures.is_empty()).then(|| format!("failed to load '{name}': {}", failures.join("; ")));
         let source = Arc::new(ModelSource { dir, fingerprint: fp });
         let judge_rule = policy.rollback;
@@ -633,6 +639,15 @@ impl ModelRegistry {
                 // A reload that failed as a whole while the versions above keep serving.
                 rows.push(IndexEntry { name: name.clone(), version: String::new(), state: "UNAVAILABLE", reason: error.clone() });
             }
+        }
+        if !ready_only {
+            // Models in the repository that were never loaded (explicit mode), as Triton lists them.
+            for name in model_names(&self.repository).unwrap_or_default() {
+                if !table.models.contains_key(&name) {
+                    rows.push(IndexEntry { name, version: String::new(), state: "UNAVAILABLE", reason: "not loaded".into() });
+                }
+            }
+            rows.sort_by(|a, b| a.name.cmp(&b.name));
         }
         rows
     }
