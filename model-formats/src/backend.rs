@@ -3,7 +3,7 @@
 //! A [`Backend`] turns files on disk into a [`Model`]; a `Model` describes its tensors and
 //! executes batches. The runtime owns queueing, batching and threads; a backend only computes.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path};
 
 use thiserror::Error;
 
@@ -52,10 +52,46 @@ impl ModelSignature {
     }
 }
 
+/// The tokens of one text request, as a token-budgeted batcher needs them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCount {
+    /// Tokens of the request's longest sequence: each of its rows is padded to at least this.
+    pub longest: usize,
+    /// Tokens of all its sequences, without padding (what OpenAI's `usage` reports).
+    pub total: usize,
+}
+
+/// Where a model executes (from the config's `instance_group`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// Host CPU.
+    #[default]
+    Cpu,
+    /// The GPU with this CUDA ordinal.
+    Gpu(usize),
+}
+
+/// What a load needs beyond the model file: where it runs and the config's string parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The device to load onto.
+    pub placement: Placement,
+    /// `parameters { key value { string_value } }` of the model config.
+    pub parameters: BTreeMap<String, String>,
+}
+
 /// A loaded model, ready to execute. Implementations are shared between executor threads.
 pub trait Model: Send + Sync {
     /// The model's inputs and outputs.
     fn signature(&self) -> &ModelSignature;
+
+    /// For models that take text: the tokens of a request's inputs (checked against the
+    /// signature, model-facing shapes), so batches can be bounded by padded tokens. It also
+    /// rejects text the model cannot take (such as invalid UTF-8) before the request joins a
+    /// batch. `None` for models whose cost does not depend on tokens.
+    fn token_count(&self, _inputs: &[Tensor]) -> Result<Option<TokenCount>, BackendError> {
+        Ok(None)
+    }
 
     /// Runs the model on one batch. `inputs` follow `signature().inputs` order and have been
     /// checked against the signature; the result follows `signature().outputs` order.
@@ -75,4 +111,16 @@ pub trait Backend: Send + Sync {
 
     /// Loads the model file at `path`.
     fn load(&self, path: &Path) -> Result<Box<dyn Model>, BackendError>;
+
+    /// Loads the model file at `path` with `options`. Backends that run only on the CPU and
+    /// take no parameters keep this default, which refuses a GPU placement.
+    fn load_with(&self, path: &Path, options: &LoadOptions) -> Result<Box<dyn Model>, BackendError> {
+        match options.placement {
+            Placement::Cpu => self.load(path),
+            Placement::Gpu(ordinal) => Err(BackendError::Load(format!(
+                "backend '{}' executes on the CPU only; it cannot place an instance on GPU {ordinal} (use KIND_CPU)",
+                self.name()
+            ))),
+        }
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use quiver_model_formats::Tensor;
+use quiver_model_formats::{Tensor, TokenCount};
 
 /// A request or tensor parameter value (the `InferParameter` oneof).
 #[derive(Debug, Clone, PartialEq)]
@@ -93,4 +93,6 @@ pub struct InferResponse {
     pub id: Option<String>,
     /// Outputs in the order requested (or the model's order when none were requested).
     pub outputs: Vec<InferOutput>,
+    /// For text models, the tokens of the request's inputs (OpenAI's `usage`).
+    pub tokens: Option<TokenCount>,
 }

@@ -8,10 +8,11 @@ use std::{
 };
 
 use quiver_model_formats::{
+    candle::{self, CandleBackend},
     config::{self, ConfigError},
     onnx::OnnxBackend,
-    proto,
-    Backend, DataType, Model, ModelConfig, Tensor, TensorInfo,
+    proto, Backend, DataType, LoadOptions as BackendOptions, Model, ModelConfig, Placement, Tensor, TensorInfo,
+    TokenCount,
 };
 use thiserror::Error;
 
@@ -27,7 +28,7 @@ use crate::{
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum LoadError {
     /// No backend serves the config's platform/backend.
-    #[error("no backend for platform '{platform}' / backend '{backend}' (Quiver serves onnxruntime_onnx)")]
+    #[error("no backend for platform '{platform}' / backend '{backend}' (Quiver serves onnxruntime_onnx, and huggingface with backend candle)")]
     UnsupportedPlatform {
         /// The config's platform.
         platform: String,
@@ -62,10 +63,15 @@ impl Default for LoadOptions {
     }
 }
 
-fn backend_for(config: &ModelConfig) -> Result<&'static dyn Backend, LoadError> {
+/// The backend of a version: by the config's platform/backend, or, when the config names
+/// neither, by what the version directory holds (a Hugging Face checkout, else ONNX).
+fn backend_for(config: &ModelConfig, version_dir: &Path) -> Result<&'static dyn Backend, LoadError> {
     static ONNX: OnnxBackend = OnnxBackend;
+    static CANDLE: CandleBackend = CandleBackend;
     match (config.platform.as_str(), config.backend.as_str()) {
+        ("", "") if candle::is_huggingface_dir(version_dir) => Ok(&CANDLE),
         ("" | "onnxruntime_onnx", "" | "onnxruntime") => Ok(&ONNX),
+        ("" | "huggingface", "candle" | "huggingface") | ("huggingface", "") => Ok(&CANDLE),
         (platform, backend) => {
             Err(LoadError::UnsupportedPlatform { platform: platform.to_string(), backend: backend.to_string() })
         }
@@ -126,22 +132,79 @@ pub struct ModelVersion {
     input_reshape: Vec<Option<Vec<i64>>>,
     /// Per output: the dims clients see (without batch), when the config reshapes it.
     output_reshape: Vec<Option<Vec<i64>>>,
+    /// Most padded tokens a request of a text model may bring (its share of a batch).
+    max_batch_tokens: usize,
+    tokens: TokenCounter,
     scheduler: Scheduler,
     metrics: VersionMetrics,
+}
+
+/// The model, kept to count the tokens of text requests before they are queued.
+struct TokenCounter(Arc<dyn Model>);
+
+impl std::fmt::Debug for TokenCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenCounter")
+    }
+}
+
+/// Token budget of a batch when the config sets no `max_batch_tokens` parameter
+/// (text-embeddings-inference's default). Models that count no tokens never reach it.
+pub const DEFAULT_MAX_BATCH_TOKENS: usize = 16384;
+
+/// A string parameter of the config (`parameters { key value { string_value } }`).
+fn config_parameter<'a>(config: &'a ModelConfig, key: &str) -> Option<&'a str> {
+    config.parameters.get(key).map(|p| p.string_value.as_str())
+}
+
+/// The config's `max_batch_tokens` parameter, or the default.
+fn max_batch_tokens(config: &ModelConfig) -> Result<usize, LoadError> {
+    match config_parameter(config, "max_batch_tokens") {
+        None => Ok(DEFAULT_MAX_BATCH_TOKENS),
+        Some(text) => text.trim().parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+            LoadError::Config(ConfigError::Mismatch(format!("parameter max_batch_tokens is '{text}', expected a positive integer")))
+        }),
+    }
+}
+
+/// Where the config's `instance_group`s put the model: the first GPU named by a `KIND_GPU`
+/// group (GPU 0 when it names none), else the CPU.
+fn placement(config: &ModelConfig) -> Placement {
+    let gpu = proto::model_instance_group::Kind::Gpu as i32;
+    config
+        .instance_group
+        .iter()
+        .find(|g| g.kind == gpu)
+        .map_or(Placement::Cpu, |g| Placement::Gpu(g.gpus.first().and_then(|&o| usize::try_from(o).ok()).unwrap_or(0)))
+}
+
+/// Loads the model file for the config's placement. A GPU load that fails falls back to the
+/// CPU only when the config's `gpu_fallback` parameter is `cpu`.
+fn load_model(backend: &dyn Backend, path: &Path, config: &ModelConfig, name: &str) -> Result<Box<dyn Model>, LoadError> {
+    let parameters = config.parameters.iter().map(|(k, v)| (k.clone(), v.string_value.clone())).collect();
+    let options = BackendOptions { placement: placement(config), parameters };
+    match backend.load_with(path, &options) {
+        Err(e) if options.placement != Placement::Cpu && config_parameter(config, "gpu_fallback") == Some("cpu") => {
+            tracing::warn!(model = %name, "GPU load failed, falling back to the CPU as configured (gpu_fallback: cpu): {e}");
+            backend.load_with(path, &BackendOptions { placement: Placement::Cpu, ..options })
+        }
+        result => result,
+    }
+    .map_err(|e| LoadError::Backend(e.to_string()))
 }
 
 impl ModelVersion {
     /// Loads `version` of the model in `dir`. Blocking: call it off the reactor.
     pub fn load(dir: &ModelDirectory, version: u64, options: &LoadOptions) -> Result<ModelVersion, LoadError> {
-        let backend = backend_for(&dir.config)?;
+        let version_dir = dir.path.join(version.to_string());
+        let backend = backend_for(&dir.config, &version_dir)?;
         let file = if dir.config.default_model_filename.is_empty() {
             backend.default_model_filename()
         } else {
             dir.config.default_model_filename.as_str()
         };
-        let path = dir.path.join(version.to_string()).join(file);
-        let model: Arc<dyn Model> =
-            Arc::from(backend.load(&path).map_err(|e| LoadError::Backend(e.to_string()))?);
+        let path = version_dir.join(file);
+        let model: Arc<dyn Model> = Arc::from(load_model(backend, &path, &dir.config, &dir.name)?);
         let mut config = dir.config.clone();
         config::autocomplete(
             &mut config,
@@ -199,7 +262,10 @@ impl ModelVersion {
         if instances > cores {
             tracing::warn!(model = %dir.name, "{instances} instances on {cores} cores: instances beyond the core count add contention, not throughput");
         }
-        let (policy, preserve_ordering) = queue_policy(&config).map_err(|e| LoadError::Config(ConfigError::Mismatch(e)))?;
+        let (mut policy, preserve_ordering) = queue_policy(&config).map_err(|e| LoadError::Config(ConfigError::Mismatch(e)))?;
+        let max_batch_tokens = max_batch_tokens(&config)?;
+        policy.max_batch_tokens = Some(max_batch_tokens);
+        let tokens = TokenCounter(model.clone());
         let version = version.to_string();
         let metrics = VersionMetrics::new(&dir.name, &version);
         let label = format!("{}:{}", dir.name, version);
@@ -210,6 +276,8 @@ impl ModelVersion {
             output_order,
             input_reshape,
             output_reshape,
+            max_batch_tokens,
+            tokens,
             scheduler,
             metrics,
         })
@@ -275,6 +343,7 @@ impl ModelVersion {
     async fn infer_unrecorded(&self, request: InferRequest) -> Result<(InferResponse, u64), ServeError> {
         let (inputs, batch_size) = self.check_inputs(request.inputs)?;
         let wanted = self.check_outputs(&request.outputs)?;
+        let tokens = self.check_tokens(&inputs)?;
         let param = |name: &str| -> Result<Option<u64>, ServeError> {
             match request.parameters.get(name) {
                 None => Ok(None),
@@ -285,6 +354,7 @@ impl ModelVersion {
         };
         let params = ScheduleParams {
             rows: batch_size as usize,
+            tokens: tokens.map_or(0, |t| t.longest),
             priority: param("priority")?,
             timeout: param("timeout")?.map(Duration::from_micros),
         };
@@ -312,6 +382,7 @@ impl ModelVersion {
             model_version: self.info.version.clone(),
             id: request.id,
             outputs: selected,
+            tokens,
         };
         Ok((response, batch_size))
     }
@@ -333,6 +404,15 @@ impl ModelVersion {
                 return Err(ServeError::InvalidInput(format!("input '{}' is given more than once", input.name)));
             }
             let spec = &self.info.inputs[ix];
+            // A batched input the model sees as one element per row (dims [1], reshape []) may
+            // also come as [batch]: the shape of V1 instances and of a plain list of strings.
+            let tensor = match (&self.input_reshape[ix], input.tensor.shape()) {
+                (Some(reshape), &[rows]) if reshape.is_empty() && spec.shape == [-1, 1] && self.info.config.max_batch_size > 0 => {
+                    input.tensor.reshape(vec![rows, 1])?
+                }
+                _ => input.tensor,
+            };
+            let input = crate::infer::InferInput { tensor, ..input };
             if input.tensor.datatype() != spec.datatype {
                 return Err(ServeError::InvalidInput(format!(
                     "inference input '{}' data-type is '{}', but model '{}' expects '{}'",
@@ -370,6 +450,23 @@ impl ModelVersion {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok((tensors, batch_size))
+    }
+
+    /// Counts the tokens of a text model's request (the backend also rejects text it cannot
+    /// take here, before the request can join a batch) and holds the request to the batch token
+    /// budget: a request that alone pads past it could never be batched within it.
+    fn check_tokens(&self, inputs: &[Tensor]) -> Result<Option<TokenCount>, ServeError> {
+        let Some(count) = self.tokens.0.token_count(inputs)? else { return Ok(None) };
+        // A text model's input elements are its sequences, whether or not the model batches.
+        let rows = inputs.first().map_or(1, Tensor::element_count);
+        let padded = crate::scheduler::queue::padded_tokens(rows, count.longest);
+        if padded > self.max_batch_tokens {
+            return Err(ServeError::InvalidInput(format!(
+                "the request pads to {padded} tokens ({rows} rows of up to {} tokens), more than max_batch_tokens {} of model '{}': send fewer or shorter texts per request",
+                count.longest, self.max_batch_tokens, self.info.name
+            )));
+        }
+        Ok(Some(count))
     }
 
     /// Gives `tensor` the shape `[batch] + dims` (or `dims` without batching), resolving at

@@ -2,6 +2,7 @@
 //! extensions, and `/metrics`.
 
 pub mod codec;
+pub mod openai;
 pub mod repository;
 pub mod v1;
 pub mod v2;
@@ -164,6 +165,7 @@ pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpRespon
             Some((model, "predict")) => v1_predict(state, model, request).await,
             _ => Err(ServeError::NotFound(format!("no route for POST {path}"))),
         },
+        (&Method::POST, ["openai", "v1", "embeddings"]) => Ok(openai::embeddings(state, request).await),
         (&Method::GET, ["metrics"]) => {
             let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render())));
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));

@@ -332,6 +332,7 @@ mod tests {
             model_version: "1".into(),
             id: Some("x".into()),
             outputs: vec![InferOutput { name: "a".into(), tensor: t.clone() }, InferOutput { name: "b".into(), tensor: t }],
+            tokens: None,
         };
         let json_only = encode_response(&response, &RequestOptions::default()).unwrap();
         assert!(json_only.json_length.is_none());

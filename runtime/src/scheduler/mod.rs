@@ -26,7 +26,7 @@ use quiver_model_formats::{Model, Tensor};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{metrics::VersionMetrics, ServeError};
-use queue::{AdmitError, BatchQueue, Entry, Poll, QueuePolicy};
+use queue::{AdmitError, BatchQueue, Entry, Poll, QueuePolicy, RequestSize};
 
 /// What one request's execution took and produced.
 #[derive(Debug)]
@@ -46,6 +46,8 @@ pub struct Execution {
 pub struct ScheduleParams {
     /// Rows the request contributes (its batch dimension; 1 for models that do not batch).
     pub rows: usize,
+    /// Tokens of the request's longest sequence, for text models (0 otherwise).
+    pub tokens: usize,
     /// Requested priority level (0 or `None`: the model's default).
     pub priority: Option<u64>,
     /// Requested queue timeout (honoured when the queue policy allows overrides).
@@ -244,7 +246,8 @@ impl Driver {
     fn admit(&mut self, s: Submit) {
         let params = s.params;
         let label = &self.label;
-        let (reason, pending) = match self.queue.push(s.pending, params.rows.max(1), s.shape_key, params.priority, params.timeout, s.at) {
+        let size = RequestSize { rows: params.rows.max(1), tokens: params.tokens };
+        let (reason, pending) = match self.queue.push(s.pending, size, s.shape_key, params.priority, params.timeout, s.at) {
             Ok(_) => {
                 self.metrics.pending(1.0);
                 return;
@@ -471,6 +474,7 @@ mod tests {
         QueuePolicy {
             dynamic,
             max_batch_size: max_batch,
+            max_batch_tokens: None,
             preferred_batch_sizes: vec![max_batch],
             max_queue_delay: Duration::from_millis(delay_ms),
             default_priority: 1,

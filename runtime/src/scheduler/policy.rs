@@ -41,6 +41,7 @@ pub fn queue_policy(config: &ModelConfig) -> Result<(QueuePolicy, bool), String>
         let policy = QueuePolicy {
             dynamic: false,
             max_batch_size: max_batch_size.max(1),
+            max_batch_tokens: None,
             preferred_batch_sizes: Vec::new(),
             max_queue_delay: Duration::ZERO,
             default_priority: 1,
@@ -75,6 +76,7 @@ pub fn queue_policy(config: &ModelConfig) -> Result<(QueuePolicy, bool), String>
     let policy = QueuePolicy {
         dynamic: max_batch_size > 0,
         max_batch_size: max_batch_size.max(1),
+        max_batch_tokens: None,
         preferred_batch_sizes: preferred,
         max_queue_delay: Duration::from_micros(db.max_queue_delay_microseconds),
         default_priority,

@@ -15,6 +15,11 @@
 //! - A request past its queue timeout is rejected (`REJECT`) or moved behind every request of
 //!   its level that has not timed out (`DELAY`).
 //! - A level holding `max_queue_size` requests rejects new ones at once.
+//!
+//! Text models add a token budget, as text-embeddings-inference does: every row of a batch is
+//! padded to the batch's longest sequence, so a batch also stops before its padded tokens
+//! (longest sequence × rows) would exceed `max_batch_tokens`. Requests that count no tokens
+//! (0) never hit the budget.
 
 use std::{
     collections::VecDeque,
@@ -50,6 +55,8 @@ pub struct QueuePolicy {
     pub dynamic: bool,
     /// Most rows in one batch.
     pub max_batch_size: usize,
+    /// Most padded tokens (longest sequence × rows) in one batch; `None` for no bound.
+    pub max_batch_tokens: Option<usize>,
     /// Preferred batch sizes, ascending.
     pub preferred_batch_sizes: Vec<usize>,
     /// How long the oldest request of a partial batch may wait for more.
@@ -86,6 +93,8 @@ pub struct Entry<T> {
     pub seq: u64,
     /// Rows it contributes to a batch.
     pub rows: usize,
+    /// Tokens of its longest sequence (0 when the model counts none).
+    pub tokens: usize,
     /// Requests batch together only with equal keys (datatypes and non-batch dims).
     pub shape_key: u64,
     /// When it was queued.
@@ -94,6 +103,27 @@ pub struct Entry<T> {
     level: usize,
     /// The caller's data (the request and its reply channel).
     pub payload: T,
+}
+
+/// The size of a request: its rows and, for text models, the tokens of its longest sequence.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestSize {
+    /// Rows (its batch dimension).
+    pub rows: usize,
+    /// Tokens of its longest sequence; 0 when the model counts none.
+    pub tokens: usize,
+}
+
+impl From<usize> for RequestSize {
+    /// A request of `rows` rows that counts no tokens.
+    fn from(rows: usize) -> Self {
+        RequestSize { rows, tokens: 0 }
+    }
+}
+
+/// Padded tokens of a batch of `rows` rows whose longest sequence has `longest` tokens.
+pub fn padded_tokens(rows: usize, longest: usize) -> usize {
+    rows.saturating_mul(longest)
 }
 
 /// What a free instance should do.
@@ -160,7 +190,7 @@ impl<T> BatchQueue<T> {
     pub fn push(
         &mut self,
         payload: T,
-        rows: usize,
+        size: impl Into<RequestSize>,
         shape_key: u64,
         priority: Option<u64>,
         timeout: Option<Duration>,
@@ -182,10 +212,11 @@ impl<T> BatchQueue<T> {
             Some(t) if policy.allow_timeout_override && !t.is_zero() => Some(t),
             _ => policy.default_timeout,
         };
+        let RequestSize { rows, tokens } = size.into();
         let seq = self.next_seq;
         self.next_seq += 1;
         let deadline = timeout.and_then(|t| now.checked_add(t));
-        self.waiting[ix].push_back(Entry { seq, rows, shape_key, enqueued: now, deadline, level: ix, payload });
+        self.waiting[ix].push_back(Entry { seq, rows, tokens, shape_key, enqueued: now, deadline, level: ix, payload });
         Ok(seq)
     }
 
@@ -244,16 +275,23 @@ impl<T> BatchQueue<T> {
         let mut order = self.in_order();
         let Some(first) = order.next() else { return Poll::Empty };
         let max = self.policy.max_batch_size.max(1);
+        let budget = self.policy.max_batch_tokens.unwrap_or(usize::MAX);
         let mut rows = first.rows;
+        let mut longest = first.tokens;
         let mut count = 1;
         let mut oldest = first.enqueued;
         let mut closed = false;
         for entry in order {
-            if entry.shape_key != first.shape_key || rows + entry.rows > max {
+            let joined_longest = longest.max(entry.tokens);
+            if entry.shape_key != first.shape_key
+                || rows + entry.rows > max
+                || padded_tokens(rows + entry.rows, joined_longest) > budget
+            {
                 closed = true;
                 break;
             }
             rows += entry.rows;
+            longest = joined_longest;
             count += 1;
             oldest = oldest.min(entry.enqueued);
         }
@@ -311,6 +349,7 @@ mod tests {
         QueuePolicy {
             dynamic: true,
             max_batch_size: max_batch,
+            max_batch_tokens: None,
             preferred_batch_sizes: preferred.to_vec(),
             max_queue_delay: Duration::from_millis(delay_ms),
             default_priority: 1,
@@ -478,6 +517,43 @@ mod tests {
         assert_eq!(ids(q.poll(t0 + 6 * MS)), vec!["new"]);
         assert_eq!(ids(q.poll(t0 + 6 * MS)), vec!["old"]);
         assert_eq!(ids(q.poll(t0 + 6 * MS)), vec!["low"]);
+    }
+
+    fn sized(rows: usize, tokens: usize) -> RequestSize {
+        RequestSize { rows, tokens }
+    }
+
+    #[test]
+    fn a_token_budget_bounds_padded_tokens() {
+        let t0 = Instant::now();
+        let mut q = BatchQueue::new(QueuePolicy { max_batch_tokens: Some(100), ..policy(16, &[16], 1000) });
+        // 2 rows x 10 tokens, then 3 x 20: padded to 20 that is 5 x 20 = 100, at the budget.
+        q.push("a", sized(2, 10), 0, None, None, t0).unwrap();
+        q.push("b", sized(3, 20), 0, None, None, t0).unwrap();
+        // One more row of 5 tokens would make 6 x 20 = 120: the batch closes before it.
+        q.push("c", sized(1, 5), 0, None, None, t0).unwrap();
+        assert_eq!(ids(q.poll(t0)), vec!["a", "b"]);
+        // A long sequence joining short ones pads them all: 4 x 10 = 40, then 5 x 30 = 150.
+        q.push("d", sized(3, 10), 0, None, None, t0).unwrap();
+        q.push("e", sized(1, 30), 0, None, None, t0).unwrap();
+        assert_eq!(ids(q.poll(t0)), vec!["c", "d"]);
+        assert!(matches!(q.poll(t0), Poll::WaitUntil(_)));
+        assert_eq!(ids(q.poll(t0 + 1000 * MS)), vec!["e"]);
+    }
+
+    #[test]
+    fn a_request_over_the_budget_still_runs_alone_and_untokenized_requests_ignore_it() {
+        let t0 = Instant::now();
+        let mut q = BatchQueue::new(QueuePolicy { max_batch_tokens: Some(10), ..policy(8, &[8], 0) });
+        q.push("big", sized(2, 50), 0, None, None, t0).unwrap();
+        q.push("next", sized(1, 1), 0, None, None, t0).unwrap();
+        assert_eq!(ids(q.poll(t0)), vec!["big"]);
+        assert_eq!(ids(q.poll(t0)), vec!["next"]);
+        for id in ["x", "y", "z"] {
+            q.push(id, 3, 0, None, None, t0).unwrap();
+        }
+        assert_eq!(ids(q.poll(t0)), vec!["x", "y"], "rows still bound the batch; tokens 0 never do");
+        assert_eq!(padded_tokens(usize::MAX, 2), usize::MAX);
     }
 
     #[test]
