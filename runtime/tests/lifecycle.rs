@@ -82,6 +82,10 @@ async fn explicit_mode_loads_and_unloads_on_request() {
     let config = std::fs::read_to_string(repo.path("other/config.pbtxt")).unwrap();
     std::fs::write(repo.path("other/config.pbtxt"), config.replace("name: \"mlp\"", "name: \"other\"")).unwrap();
     let registry = repo.registry(ControlMode::Explicit, &["mlp"]);
+    // Before and during the startup load, the startup models are LOADING, the others not loaded.
+    let before = index(&registry);
+    assert!(before.contains(&("mlp".into(), String::new(), "LOADING", String::new())), "{before:?}");
+    assert!(before.contains(&("other".into(), String::new(), "UNAVAILABLE", "not loaded".into())), "{before:?}");
     let summary = registry.load_startup().await.unwrap();
     assert_eq!((summary.ready, summary.failed), (1, 0));
     assert!(registry.all_ready());

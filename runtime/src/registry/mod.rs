@@ -14,7 +14,7 @@ pub mod policy;
 pub mod traffic;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     path::{Component, Path, PathBuf},
     str::FromStr,
     sync::{
@@ -139,7 +139,7 @@ pub struct IndexEntry {
     pub name: String,
     /// Version, empty for a model that could not be read.
     pub version: String,
-    /// `READY` or `UNAVAILABLE`.
+    /// `READY`, `LOADING` or `UNAVAILABLE`.
     pub state: &'static str,
     /// Why it is not ready, or `scaled to zero`.
     pub reason: String,
@@ -282,6 +282,8 @@ pub struct ModelRegistry {
     table: ArcSwap<ModelTable>,
     loaded: AtomicBool,
     runtimes: Mutex<HashMap<String, Arc<ModelRuntime>>>,
+    /// Models with a load in progress (shown as LOADING until they first enter the table).
+    loading: Mutex<HashSet<String>>,
     epoch: Instant,
 }
 
@@ -298,6 +300,7 @@ impl ModelRegistry {
             table: ArcSwap::from_pointee(ModelTable::default()),
             loaded: AtomicBool::new(false),
             runtimes: Mutex::new(HashMap::new()),
+            loading: Mutex::new(HashSet::new()),
             epoch: Instant::now(),
         }
     }
@@ -417,8 +420,23 @@ impl ModelRegistry {
         }
     }
 
+    /// Whether the startup load includes `name`.
+    fn is_startup_model(&self, name: &str) -> bool {
+        match self.options.control_mode {
+            ControlMode::None | ControlMode::Poll => true,
+            ControlMode::Explicit => self.options.startup_models.iter().any(|m| m == "*" || m == name),
+        }
+    }
+
     /// Loads `name` and swaps it into the table; returns what failed.
     async fn load_model(&self, name: &str, config: Option<ModelConfig>) -> Result<(), String> {
+        lock(&self.loading).insert(name.to_string());
+        let result = self.load_model_now(name, config).await;
+        lock(&self.loading).remove(name);
+        result
+    }
+
+    async fn load_model_now(&self, name: &str, config: Option<ModelConfig>) -> Result<(), String> {
         let runtime = self.runtime(name);
         let _control = runtime.control.lock().await;
         let started = Instant::now();
@@ -641,11 +659,19 @@ impl ModelRegistry {
             }
         }
         if !ready_only {
-            // Models in the repository that were never loaded (explicit mode), as Triton lists them.
+            // Models in the repository that are not in the table: still to come in the startup
+            // load (LOADING), or never loaded (explicit mode), as Triton lists them.
+            let starting = !self.loaded.load(Ordering::Acquire);
             for name in model_names(&self.repository).unwrap_or_default() {
-                if !table.models.contains_key(&name) {
-                    rows.push(IndexEntry { name, version: String::new(), state: "UNAVAILABLE", reason: "not loaded".into() });
+                if table.models.contains_key(&name) {
+                    continue;
                 }
+                let (state, reason) = if (starting && self.is_startup_model(&name)) || lock(&self.loading).contains(&name) {
+                    ("LOADING", String::new())
+                } else {
+                    ("UNAVAILABLE", "not loaded".to_string())
+                };
+                rows.push(IndexEntry { name, version: String::new(), state, reason });
             }
             rows.sort_by(|a, b| a.name.cmp(&b.name));
         }
