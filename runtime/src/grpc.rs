@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::{
     infer::{InferInput, InferRequest, InferResponse, ParameterValue, Parameters, RequestedOutput},
     proto::{self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice},
-    registry::{self, parse_config_override, traffic::Revision, ModelRegistry},
+    registry::{self, traffic::Revision, ModelRegistry},
     ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
 };
 
@@ -345,16 +345,11 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<proto::RepositoryModelLoadResponse>, Status> {
         use proto::model_repository_parameter::ParameterChoice;
         let request = request.into_inner();
-        if let Some(key) = request.parameters.keys().find(|k| k.starts_with("file:")) {
-            return Err(Status::invalid_argument(format!(
-                "load parameter '{key}': model files sent in the request are not supported; put them in the repository"
-            )));
-        }
-        let config = match request.parameters.get("config").and_then(|p| p.parameter_choice.as_ref()) {
-            None => None,
-            Some(ParameterChoice::StringParam(text)) => Some(parse_config_override(text).map_err(status_of)?),
-            Some(_) => return Err(Status::invalid_argument("load parameter 'config' must be a string holding the config as JSON")),
-        };
+        let config_param = request.parameters.get("config").map(|p| match &p.parameter_choice {
+            Some(ParameterChoice::StringParam(json)) => Some(json.as_str()),
+            _ => None,
+        });
+        let config = registry::load_parameters(request.parameters.keys(), config_param).map_err(status_of)?;
         self.registry.load(&request.model_name, config).await.map_err(status_of)?;
         Ok(Response::new(proto::RepositoryModelLoadResponse {}))
     }

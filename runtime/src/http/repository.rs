@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::{json_response, read_body, HttpResponse, HttpState};
 use crate::{
-    registry::{judge::RollbackRule, parse_config_override, TrafficChange},
+    registry::{self, judge::RollbackRule, TrafficChange},
     ServeError,
 };
 
@@ -105,16 +105,7 @@ fn parameters(body: &[u8]) -> Result<Map<String, Value>, ServeError> {
 /// `config.pbtxt`; model files sent inline (`file:...`) are not supported.
 fn load_parameters(body: &[u8]) -> Result<Option<quiver_model_formats::ModelConfig>, ServeError> {
     let params = parameters(body)?;
-    if let Some(key) = params.keys().find(|k| k.starts_with("file:")) {
-        return Err(ServeError::InvalidInput(format!(
-            "load parameter '{key}': model files sent in the request are not supported; put them in the repository"
-        )));
-    }
-    match params.get("config") {
-        None => Ok(None),
-        Some(Value::String(text)) => parse_config_override(text).map(Some),
-        Some(_) => Err(ServeError::InvalidInput("load parameter 'config' must be a string holding the config as JSON".into())),
-    }
+    registry::load_parameters(params.keys(), params.get("config").map(Value::as_str))
 }
 
 /// A version given as a number or a string of one.

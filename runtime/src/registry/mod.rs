@@ -441,21 +441,23 @@ impl ModelRegistry {
         let _control = runtime.control.lock().await;
         let started = Instant::now();
         let read = ModelDirectory::read(&self.repository, name).map(|mut dir| {
-            let mut fp = fingerprint(&dir.path, &[]);
             if let Some(config) = &config {
                 dir.config = config.clone();
-                fp.config = hash_bytes(format!("{config:?}").as_bytes());
             }
-            (dir, fp)
+            dir
         });
-        let selected = read.as_ref().map_err(Clone::clone).and_then(|(dir, _)| dir.selected_versions());
-        let policy = read.as_ref().map_err(|e| e.to_string()).and_then(|(dir, _)| model_policy(&dir.config));
-        let ((dir, mut fp), versions, policy) = match (read, selected, policy) {
-            (Ok(read), Ok(versions), Ok(policy)) => (read, versions, policy),
+        let selected = read.as_ref().map_err(Clone::clone).and_then(ModelDirectory::selected_versions);
+        let policy = read.as_ref().map_err(|e| e.to_string()).and_then(|dir| model_policy(&dir.config));
+        let (dir, versions, policy) = match (read, selected, policy) {
+            (Ok(dir), Ok(versions), Ok(policy)) => (dir, versions, policy),
             (Err(e), _, _) | (_, Err(e), _) => return Err(self.record_failure(name, e.to_string())),
             (_, _, Err(e)) => return Err(self.record_failure(name, format!("model '{name}': {e}"))),
         };
-        fp.versions = fingerprint(&dir.path, &versions).versions;
+        // One pass over the files; a config given in the request stands in for the file's.
+        let mut fp = fingerprint(&dir.path, &versions);
+        if let Some(config) = &config {
+            fp.config = hash_bytes(format!("{config:?}").as_bytes());
+        }
         let dir = Arc::new(dir);
         let old = self.table.load().models.get(name).cloned();
         let old_source = old.as_ref().and_then(|e| e.source.clone());
@@ -970,6 +972,25 @@ pub fn pinned_revision(value: Option<&[u8]>) -> Result<Option<Revision>, ServeEr
 /// model configuration as JSON), which replaces the model's `config.pbtxt` for that load.
 pub fn parse_config_override(json: &str) -> Result<ModelConfig, ServeError> {
     quiver_model_formats::config::parse_json(json).map_err(|e| ServeError::InvalidInput(format!("load parameter 'config': {e}")))
+}
+
+/// Reads Triton's load parameters, the same for HTTP and gRPC: `config` (`None`: absent;
+/// `Some(None)`: present but not a string; `Some(Some(json))`) replaces `config.pbtxt` for the
+/// load; model files sent inline (keys `file:...`) are refused.
+pub fn load_parameters<'a>(
+    mut keys: impl Iterator<Item = &'a String>,
+    config: Option<Option<&str>>,
+) -> Result<Option<ModelConfig>, ServeError> {
+    if let Some(key) = keys.find(|k| k.starts_with("file:")) {
+        return Err(ServeError::InvalidInput(format!(
+            "load parameter '{key}': model files sent in the request are not supported; put them in the repository"
+        )));
+    }
+    match config {
+        None => Ok(None),
+        Some(Some(json)) => parse_config_override(json).map(Some),
+        Some(None) => Err(ServeError::InvalidInput("load parameter 'config' must be a string holding the config as JSON".into())),
+    }
 }
 
 /// Refuses model names that are not a single directory name.
