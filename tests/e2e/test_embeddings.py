@@ -9,13 +9,15 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import requests
 
-from conftest import DEPLOY_MODELS, QuiverServer, error_message, metric_sum, parse_metrics
+from conftest import DEPLOY_MODELS, REPO_ROOT, QuiverServer, error_message, metric_sum, parse_metrics
 from embedding_models import MINILM_CONFIG, cosines, layout_minilm, reference
 
 # sentence-transformers on torch and candle differ only by float rounding.
@@ -246,3 +248,82 @@ def test_bad_inputs_are_400(emb_server):
 
     # The server still serves.
     assert infer_json(emb_server, ["still alive"]).shape == (1, HIDDEN)
+
+
+def _minilm_state(srv) -> tuple[bool, float, float]:
+    """(scaled to zero?, cold starts so far, last cold start µs) of minilm_cold version 1."""
+    index = requests.post(f"{srv.http_url}/v2/repository/index", json={}, timeout=10).json()
+    row = next(r for r in index if r["name"] == "minilm_cold" and r.get("version") == "1")
+    samples = parse_metrics(requests.get(f"{srv.http_url}/metrics", timeout=10).text)
+    return (row["state"] == "READY" and row.get("reason") == "scaled to zero",
+            metric_sum(samples, "quiver_model_cold_starts_total", model="minilm_cold", version="1") or 0,
+            metric_sum(samples, "quiver_model_last_cold_start_us", model="minilm_cold", version="1") or 0)
+
+
+def _wait_scaled_to_zero(srv, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not _minilm_state(srv)[0]:
+        assert time.monotonic() < deadline, "minilm_cold was not scaled to zero"
+        time.sleep(0.05)
+
+
+def test_cold_start_after_scale_to_zero(tmp_path, ref):
+    """MiniLM (90 MB of safetensors) scaled to zero comes back for one request (of the short
+    reference texts), and for a burst of 16 concurrent one-text requests with a single load;
+    every answer matches sentence-transformers. The
+    figures go to target/bench-results/cold_start_minilm.json (benches/RESULTS.md)."""
+    repo = tmp_path / "models"
+    config = (MINILM_CONFIG + 'parameters { key: "min_instances" value { string_value: "0" } }\n'
+              'parameters { key: "idle_grace_period_s" value { string_value: "1" } }\n')
+    layout_minilm(repo, "minilm_cold", config=config)
+    # Short texts only, so the latency is the cold start's and not a 256-token batch's.
+    short = [i for i, tokens in enumerate(ref["tokens"]) if tokens <= 64]
+    sentences, want = [ref["sentences"][i] for i in short], ref["embeddings"][short]
+    srv = QuiverServer(repo, tmp_path / "quiver.log").start(timeout=60)
+    try:
+        _wait_scaled_to_zero(srv)
+        assert _minilm_state(srv)[1] == 0
+        t0 = time.monotonic()
+        got = infer_json(srv, sentences, model="minilm_cold")
+        first_ms = 1e3 * (time.monotonic() - t0)
+        assert_close(got, want, "first request after scale to zero")
+        scaled, cold, single_us = _minilm_state(srv)
+        assert not scaled and cold == 1 and single_us > 0
+
+        _wait_scaled_to_zero(srv)
+        n = 16
+        barrier = threading.Barrier(n)
+
+        def one(i):
+            s = requests.Session()
+            s.get(f"{srv.http_url}/v2/health/live", timeout=10)  # connect before the burst
+            barrier.wait(10)
+            t = time.monotonic()
+            body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [sentences[i % len(sentences)]]}]}
+            r = s.post(f"{srv.http_url}/v2/models/minilm_cold/infer", json=body, timeout=60)
+            return i, r, time.monotonic() - t
+
+        with ThreadPoolExecutor(n) as pool:
+            results = list(pool.map(one, range(n)))
+        for i, r, _ in results:
+            assert r.status_code == 200, r.text
+            out = np.asarray(r.json()["outputs"][0]["data"], dtype=np.float32).reshape(1, HIDDEN)
+            assert_close(out, want[i % len(sentences)][None, :], f"burst request {i}")
+        _, cold2, burst_us = _minilm_state(srv)
+        assert cold2 == 2, f"{cold2 - 1} cold starts for one burst"
+        lat = sorted(1e3 * t for _, _, t in results)
+    finally:
+        rc = srv.terminate()
+    assert rc == 0, f"exit code {rc}:\n{srv.log_tail()}"
+
+    figures = {
+        "model": "all-MiniLM-L6-v2 (candle, CPU)", "idle_grace_period_s": 1,
+        "single_request": {"texts": len(sentences), "cold_start_us": single_us,
+                           "client_latency_ms": round(first_ms, 2)},
+        "burst": {"concurrent_requests": n, "cold_start_us": burst_us,
+                  "client_latency_ms_p50": round(lat[n // 2], 2), "client_latency_ms_max": round(lat[-1], 2)},
+    }
+    print("\ncold start:", json.dumps(figures))
+    out = REPO_ROOT / "target" / "bench-results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cold_start_minilm.json").write_text(json.dumps(figures, indent=2) + "\n")
