@@ -9,6 +9,8 @@
 //!
 //! It runs on the CPU; with the `cuda` cargo feature, on an NVIDIA GPU ([`device`]).
 
+pub mod bert;
+pub mod cpu_ops;
 pub mod device;
 pub mod model;
 pub mod pooling;

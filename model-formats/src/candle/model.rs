@@ -5,9 +5,9 @@ use std::{fs, path::Path};
 use bytes::Bytes;
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
 
 use super::{
+    bert::{BertModel, Config as BertConfig},
     device::device_for,
     pooling::l2_normalize,
     settings::{read_settings, EmbeddingSettings},
@@ -119,7 +119,7 @@ impl EmbeddingModel {
         let ids = candle_core::Tensor::from_vec(batch.ids, shape, &self.device).map_err(execution_error)?;
         let type_ids = candle_core::Tensor::from_vec(batch.type_ids, shape, &self.device).map_err(execution_error)?;
         let mask = candle_core::Tensor::from_vec(batch.attention_mask, shape, &self.device).map_err(execution_error)?;
-        let states = self.bert.forward(&ids, &type_ids, Some(&mask)).map_err(execution_error)?;
+        let states = self.bert.forward(&ids, &type_ids, &mask).map_err(execution_error)?;
         let pooled = self.settings.pooling.pool(&states, &mask).map_err(execution_error)?;
         let pooled = if self.settings.normalize { l2_normalize(&pooled).map_err(execution_error)? } else { pooled };
         pooled.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(execution_error)
@@ -193,7 +193,7 @@ mod tests {
             let varmap = VarMap::new();
             let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
             let bert_config: BertConfig = serde_json::from_value(config).unwrap();
-            BertModel::load(vb, &bert_config).unwrap();
+            BertModel::load_at(vb, &bert_config).unwrap();
             varmap.save(dir.join("model.safetensors")).unwrap();
             fs::write(dir.join("tokenizer.json"), super::super::text::tests::TOKENIZER_JSON).unwrap();
             if modules {
