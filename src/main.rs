@@ -75,6 +75,9 @@ struct ServeArgs {
     /// Poll mode: seconds between repository scans.
     #[arg(long, value_name = "SECS", default_value_t = 15)]
     repository_poll_secs: u64,
+    /// Milliseconds between refreshes of the GPU metrics (nv_gpu_memory_*; CUDA builds only).
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    metrics_interval_ms: u64,
 }
 
 fn parse_control_mode(s: &str) -> Result<ControlMode, String> {
@@ -135,6 +138,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             startup_models: args.load_model,
         },
         repository_poll_interval: std::time::Duration::from_secs(args.repository_poll_secs.max(1)),
+        metrics_interval: std::time::Duration::from_millis(args.metrics_interval_ms),
     };
     if options.registry.control_mode != ControlMode::Explicit && !options.registry.startup_models.is_empty() {
         anyhow::bail!("--load-model needs --model-control-mode explicit");

@@ -1,12 +1,15 @@
 //! Prometheus metrics with Triton's names, recorded through the `metrics` crate.
 //!
 //! Handles are resolved once per model version at load time, so the request path only
-//! increments atomics.
+//! increments atomics. GPU memory gauges are refreshed by [`export_gpu_memory`] on a timer, as
+//! Triton refreshes them every `--metrics-interval-ms`.
 
 use std::{sync::OnceLock, time::Duration};
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use quiver_model_formats::candle::device::{self, GpuInfo};
+use tracing::warn;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -40,6 +43,50 @@ fn describe() {
     describe_counter!("nv_inference_compute_infer_duration_us", "Cumulative compute inference duration in microseconds");
     describe_counter!("nv_inference_compute_output_duration_us", "Cumulative compute output duration in microseconds");
     describe_gauge!("nv_inference_pending_request_count", "Instantaneous number of pending requests awaiting execution");
+    describe_gauge!("nv_gpu_memory_total_bytes", "GPU total memory, in bytes");
+    describe_gauge!("nv_gpu_memory_used_bytes", "GPU used memory, in bytes");
+}
+
+/// Triton's default `--metrics-interval-ms`: how often the GPU gauges are refreshed.
+pub const DEFAULT_METRICS_INTERVAL: Duration = Duration::from_millis(2000);
+
+/// Sets Triton's GPU memory gauges, `nv_gpu_memory_total_bytes` and `nv_gpu_memory_used_bytes`
+/// (total less free, as the driver reports it for the whole device), labelled `gpu_uuid`.
+pub fn record_gpu_memory(gpus: &[GpuInfo]) {
+    install();
+    for gpu in gpus {
+        let used = gpu.total_bytes.saturating_sub(gpu.free_bytes);
+        gauge!("nv_gpu_memory_total_bytes", "gpu_uuid" => gpu.uuid.clone()).set(gpu.total_bytes as f64);
+        gauge!("nv_gpu_memory_used_bytes", "gpu_uuid" => gpu.uuid.clone()).set(used as f64);
+    }
+}
+
+/// Refreshes the GPU memory gauges every `interval` (at least 100 ms) until the task is
+/// dropped. Returns at once in a build without the `cuda` feature, which has no GPUs and so
+/// exports no GPU metrics. A driver that cannot be queried logs one warning (not one per tick)
+/// and leaves the gauges as they were; the server serves on.
+pub async fn export_gpu_memory(interval: Duration) {
+    if !device::CUDA_BUILT {
+        return;
+    }
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned = false;
+    loop {
+        tick.tick().await;
+        let reading = match tokio::task::spawn_blocking(device::gpus).await {
+            Ok(reading) => reading.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match reading {
+            Ok(gpus) => record_gpu_memory(&gpus),
+            Err(message) if !warned => {
+                warned = true;
+                warn!("GPU metrics: {message}; the nv_gpu_memory_* gauges are not refreshed while this lasts (warned once)");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// The metric handles of one model version.
@@ -127,5 +174,37 @@ impl VersionMetrics {
     /// Moves the pending-request gauge.
     pub fn pending(&self, delta: f64) {
         self.pending.increment(delta);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpu_memory_is_exported_with_triton_names_and_labels() {
+        let gpu = GpuInfo {
+            ordinal: 0,
+            name: "test GPU".to_string(),
+            uuid: "GPU-00000000-0000-0000-0000-00000000cafe".to_string(),
+            free_bytes: 3000,
+            total_bytes: 8000,
+        };
+        record_gpu_memory(&[gpu]);
+        let text = render();
+        assert!(text.contains("# TYPE nv_gpu_memory_total_bytes gauge"), "{text}");
+        assert!(text.contains(r#"nv_gpu_memory_total_bytes{gpu_uuid="GPU-00000000-0000-0000-0000-00000000cafe"} 8000"#), "{text}");
+        assert!(text.contains(r#"nv_gpu_memory_used_bytes{gpu_uuid="GPU-00000000-0000-0000-0000-00000000cafe"} 5000"#), "{text}");
+    }
+
+    #[tokio::test]
+    async fn without_cuda_nothing_is_polled() {
+        if device::CUDA_BUILT {
+            return;
+        }
+        // Returns at once rather than looping on a timer.
+        tokio::time::timeout(Duration::from_secs(5), export_gpu_memory(Duration::from_millis(1)))
+            .await
+            .unwrap();
     }
 }

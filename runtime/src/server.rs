@@ -16,6 +16,7 @@ use tracing::{info, warn};
 use crate::{
     grpc::InferenceService,
     http::{self, HttpState},
+    metrics,
     proto::grpc_inference_service_server::GrpcInferenceServiceServer,
     registry::{ControlMode, ModelRegistry, RegistryOptions},
     repository::RepositoryError,
@@ -39,6 +40,9 @@ pub struct ServerOptions {
     pub registry: RegistryOptions,
     /// Poll mode: how often the repository is rescanned.
     pub repository_poll_interval: Duration,
+    /// How often the GPU metrics are refreshed (Triton's `--metrics-interval-ms`; default
+    /// [`crate::metrics::DEFAULT_METRICS_INTERVAL`]). Unused in a build without CUDA.
+    pub metrics_interval: Duration,
 }
 
 /// How often idle models are checked for scaling to zero.
@@ -117,6 +121,7 @@ impl Server {
             shutting_down: shutting_down.clone(),
         });
         let http_task = tokio::spawn(http::serve(http, http_state, stopped(stop_rx.clone())));
+        let gpu_metrics = tokio::spawn(metrics::export_gpu_memory(options.metrics_interval));
         let service = GrpcInferenceServiceServer::new(InferenceService::new(registry.clone(), shutting_down.clone()))
             .max_decoding_message_size(options.max_body_bytes)
             .max_encoding_message_size(usize::MAX);
@@ -158,6 +163,7 @@ impl Server {
             }
             None => {}
         }
+        gpu_metrics.abort();
         info!("shutting down: no new connections; waiting for in-flight requests");
         shutting_down.store(true, std::sync::atomic::Ordering::Release);
         let _ = stop_tx.send(true);
