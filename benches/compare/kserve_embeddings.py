@@ -11,22 +11,19 @@ The interface is Quiver's (and KServe's Hugging Face runtime's V2 one): input `t
 as one batch (`model.encode(texts, batch_size=len(texts))`, padded to its longest text, as
 Quiver pads a batch); KServe's Python server has no dynamic batcher of its own, so concurrent
 requests are not merged. Any other ModelServer flag of the installed kserve passes through.
-Per-request logging is off, as in Quiver.
+Per-request logging is off, as in Quiver (kserve_common.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import warnings
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
-from kserve import model_server
+from kserve import InferRequest, InferResponse, Model
 from kserve.errors import InvalidInput
-from kserve.utils.utils import generate_uuid
+
+from kserve_common import parse_args, response, serve
 
 HIDDEN = 384
 
@@ -68,20 +65,8 @@ class SentenceEmbeddingModel(Model):
         with torch.inference_mode():
             embeddings = self.model.encode(texts, batch_size=len(texts), convert_to_numpy=True,
                                            normalize_embeddings=False).astype(np.float32)
-        output = InferOutput(name="embedding", shape=list(embeddings.shape), datatype="FP32")
-        output.set_data_from_numpy(embeddings, binary_data=False)
-        return InferResponse(
-            response_id=payload.id or generate_uuid(),
-            model_name=self.name,
-            infer_outputs=[output],
-        )
+        return response(payload, self.name, "embedding", "FP32", embeddings)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(parents=[model_server.parser])
-    args, _ = parser.parse_known_args()
-    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
-    server = ModelServer(enable_latency_logging=False)
-    for name in ("uvicorn.access", "kserve.trace"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    server.start([SentenceEmbeddingModel(args.model_name)])
+    serve([SentenceEmbeddingModel(parse_args().model_name)])

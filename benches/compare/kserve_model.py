@@ -9,24 +9,19 @@
 Any other ModelServer flag of the installed kserve passes through. The model declares its
 metadata (`GET /v2/models/{m}`: input `input` FP32 [-1, 16], output `label` INT64 [-1]) through
 `get_input_types`/`get_output_types`, kserve's API for it; kserve.Model's defaults are empty.
-Per-request logging (kserve's latency and timing trace lines, uvicorn's access log) is turned
-off, as in the other servers, and so is a FastAPI deprecation warning about kserve's
-ORJSONResponse that this fastapi version prints on every request.
+Per-request logging is off, as in the other servers (kserve_common.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
 import os
-import warnings
 from typing import Dict, List, Optional
 
 import joblib
 import numpy as np
-from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
-from kserve import model_server
-from kserve.utils.utils import generate_uuid
+from kserve import InferRequest, InferResponse, Model
+
+from kserve_common import parse_args, response, serve
 
 FEATURES = 16
 
@@ -59,21 +54,9 @@ class SklearnModel(Model):
     ) -> InferResponse:
         rows = payload.inputs[0].as_numpy().reshape(-1, FEATURES)
         labels = self.estimator.predict(rows).astype(np.int64)
-        output = InferOutput(name="label", shape=list(labels.shape), datatype="INT64")
-        output.set_data_from_numpy(labels, binary_data=False)
-        return InferResponse(
-            response_id=payload.id or generate_uuid(),
-            model_name=self.name,
-            infer_outputs=[output],
-        )
+        return response(payload, self.name, "label", "INT64", labels)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(parents=[model_server.parser])
-    parser.add_argument("--model_dir", required=True, help="directory holding model.joblib")
-    args, _ = parser.parse_known_args()
-    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
-    server = ModelServer(enable_latency_logging=False)
-    for name in ("uvicorn.access", "kserve.trace"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    server.start([SklearnModel(args.model_name, args.model_dir)])
+    args = parse_args(lambda p: p.add_argument("--model_dir", required=True, help="directory holding model.joblib"))
+    serve([SklearnModel(args.model_name, args.model_dir)])
