@@ -6,7 +6,7 @@
 //! [`super::cpu_ops`]. On a GPU every step is a candle op (cuBLAS matmuls and candle's
 //! kernels). Dropout and the pooler are left out: embeddings need neither.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;
 
@@ -254,16 +254,12 @@ impl BertModel {
         }
         Ok(x)
     }
-
-    /// The device the weights live on.
-    pub fn device(&self) -> Device {
-        self.embeddings.norm.weight().device().clone()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn fused_cpu_attention_matches_candle_ops() {
