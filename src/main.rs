@@ -3,10 +3,14 @@
 use std::{
     net::{IpAddr, SocketAddr},
     path::PathBuf,
+    sync::Arc,
 };
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use quiver_core::Engines;
+use quiver_engine_candle::CandleBackend;
+use quiver_engine_tract::OnnxBackend;
 use quiver_runtime::{
     model::LoadOptions,
     registry::{ControlMode, RegistryOptions},
@@ -37,7 +41,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum AutoscalerCommand {
     /// Replay a load trace through the autoscaler and a replica model; print, and plot, the result.
-    Simulate(quiver_autoscaler::SimulateArgs),
+    Simulate(quiver_autoscaler_simulator::SimulateArgs),
 }
 
 /// Flags follow tritonserver's names.
@@ -84,8 +88,15 @@ fn parse_control_mode(s: &str) -> Result<ControlMode, String> {
     s.parse()
 }
 
+/// The engines this binary is built with, most preferred first: candle takes the Hugging Face
+/// checkouts it recognizes; tract serves ONNX and is the default for configs that name no
+/// platform.
+fn engines() -> Engines {
+    Engines::new(vec![Arc::new(CandleBackend), Arc::new(OnnxBackend)])
+}
+
 fn load_options(settings: &[String]) -> anyhow::Result<LoadOptions> {
-    let mut options = LoadOptions::default();
+    let mut options = LoadOptions { engines: engines(), ..LoadOptions::default() };
     for setting in settings {
         // Triton accepts "<backend>,<key>=<value>" and "<key>=<value>".
         let kv = setting.rsplit_once(',').map_or(setting.as_str(), |(_, kv)| kv);
@@ -122,11 +133,7 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.model_repository.is_dir(),
-        "--model-repository {} is not a directory",
-        args.model_repository.display()
-    );
+    anyhow::ensure!(args.model_repository.is_dir(), "--model-repository {} is not a directory", args.model_repository.display());
     let options = ServerOptions {
         model_repository: args.model_repository,
         http_addr: SocketAddr::new(args.http_address, args.http_port),
@@ -163,7 +170,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Bench(args) => runtime.block_on(quiver_benches::run(args)).map(drop).map_err(anyhow::Error::from),
         Command::Autoscaler(AutoscalerCommand::Simulate(args)) => {
-            quiver_autoscaler::run_simulate(&args, &mut std::io::stdout().lock()).map(drop).map_err(anyhow::Error::from)
+            quiver_autoscaler_simulator::run_simulate(&args, &mut std::io::stdout().lock()).map(drop).map_err(anyhow::Error::from)
         }
     }
 }

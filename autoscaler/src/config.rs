@@ -14,10 +14,7 @@ use std::fmt;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::settings::{
-    parse_bool, parse_duration_secs, parse_integer, parse_number, Settings, ANNOTATION_PREFIX,
-    CONTAINER_CONCURRENCY,
-};
+use crate::settings::{parse_bool, parse_duration_secs, parse_integer, parse_number, Settings, ANNOTATION_PREFIX, CONTAINER_CONCURRENCY};
 
 /// Knative's `config-autoscaler` defaults (pkg/autoscaler/config).
 pub mod defaults {
@@ -151,11 +148,7 @@ impl ScaleMetric {
                 value: value.into(),
                 reason: "cpu and memory are scaled by Kubernetes' HPA, not the KPA; use concurrency or rps".into(),
             }),
-            _ => Err(ConfigError::Invalid {
-                key: key.into(),
-                value: value.into(),
-                reason: "must be concurrency or rps".into(),
-            }),
+            _ => Err(ConfigError::Invalid { key: key.into(), value: value.into(), reason: "must be concurrency or rps".into() }),
         }
     }
 }
@@ -226,8 +219,7 @@ impl Default for AutoscalerConfig {
         use defaults::*;
         Self {
             metric: ScaleMetric::Concurrency,
-            target: CONTAINER_CONCURRENCY_TARGET_DEFAULT * CONTAINER_CONCURRENCY_TARGET_PERCENTAGE
-                / 100.0,
+            target: CONTAINER_CONCURRENCY_TARGET_DEFAULT * CONTAINER_CONCURRENCY_TARGET_PERCENTAGE / 100.0,
             total_per_replica: CONTAINER_CONCURRENCY_TARGET_DEFAULT,
             container_concurrency: 0,
             stable_window_s: STABLE_WINDOW_S,
@@ -277,19 +269,11 @@ struct ClusterConfig {
 }
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { key: key.to_string(), value: value.to_string(), reason: reason.into() }
 }
 
 /// Reads `key` with `parse` when set.
-fn read<T>(
-    settings: &Settings,
-    key: &str,
-    parse: impl Fn(&str, &str) -> Result<T, ConfigError>,
-) -> Result<Option<T>, ConfigError> {
+fn read<T>(settings: &Settings, key: &str, parse: impl Fn(&str, &str) -> Result<T, ConfigError>) -> Result<Option<T>, ConfigError> {
     settings.get(key).map(|value| parse(key, value)).transpose()
 }
 
@@ -324,11 +308,7 @@ fn duration_in(min_s: u64, max_s: u64) -> impl Fn(&str, &str) -> Result<u64, Con
 fn burst_capacity(key: &str, value: &str) -> Result<f64, ConfigError> {
     let v = parse_number(key, value)?;
     if v < 0.0 && v != -1.0 {
-        return Err(invalid(
-            key,
-            value,
-            "must be either non-negative or -1 (for unlimited)",
-        ));
+        return Err(invalid(key, value, "must be either non-negative or -1 (for unlimited)"));
     }
     Ok(v)
 }
@@ -358,26 +338,14 @@ impl ClusterConfig {
         read(s, "pod-autoscaler-class", class)?;
         // Sizes how many activators front a service; no decision here depends on it.
         read(s, "activator-capacity", number_in(1.0, f64::MAX))?;
-        let fraction = read(s, "container-concurrency-target-percentage", parse_number)?
-            .unwrap_or(CONTAINER_CONCURRENCY_TARGET_PERCENTAGE);
+        let fraction = read(s, "container-concurrency-target-percentage", parse_number)?.unwrap_or(CONTAINER_CONCURRENCY_TARGET_PERCENTAGE);
         // Knative accepts a fraction in (0, 1] for legacy reasons, and a percentage above 1.
-        let fraction = if fraction > 1.0 {
-            fraction / 100.0
-        } else {
-            fraction
-        };
+        let fraction = if fraction > 1.0 { fraction / 100.0 } else { fraction };
         if fraction <= 0.0 || fraction > 1.0 {
-            let value = s
-                .get("container-concurrency-target-percentage")
-                .unwrap_or_default();
-            return Err(invalid(
-                "container-concurrency-target-percentage",
-                value,
-                "must be in (0, 100]",
-            ));
+            let value = s.get("container-concurrency-target-percentage").unwrap_or_default();
+            return Err(invalid("container-concurrency-target-percentage", value, "must be in (0, 100]"));
         }
-        let cc_default = read(s, "container-concurrency-target-default", parse_number)?
-            .unwrap_or(CONTAINER_CONCURRENCY_TARGET_DEFAULT);
+        let cc_default = read(s, "container-concurrency-target-default", parse_number)?.unwrap_or(CONTAINER_CONCURRENCY_TARGET_DEFAULT);
         if fraction * cc_default < TARGET_MIN {
             return Err(ConfigError::Inconsistent(format!(
                 "container-concurrency-target-percentage and container-concurrency-target-default yield a target \
@@ -387,60 +355,32 @@ impl ClusterConfig {
         }
         let cluster = Self {
             enable_scale_to_zero: read(s, "enable-scale-to-zero", parse_bool)?.unwrap_or(true),
-            allow_zero_initial_scale: read(s, "allow-zero-initial-scale", parse_bool)?
-                .unwrap_or(false),
-            max_scale_up_rate: read(s, "max-scale-up-rate", scale_rate)?
-                .unwrap_or(MAX_SCALE_UP_RATE),
-            max_scale_down_rate: read(s, "max-scale-down-rate", scale_rate)?
-                .unwrap_or(MAX_SCALE_DOWN_RATE),
+            allow_zero_initial_scale: read(s, "allow-zero-initial-scale", parse_bool)?.unwrap_or(false),
+            max_scale_up_rate: read(s, "max-scale-up-rate", scale_rate)?.unwrap_or(MAX_SCALE_UP_RATE),
+            max_scale_down_rate: read(s, "max-scale-down-rate", scale_rate)?.unwrap_or(MAX_SCALE_DOWN_RATE),
             container_concurrency_target_fraction: fraction,
             container_concurrency_target_default: cc_default,
-            requests_per_second_target_default: read(
-                s,
-                "requests-per-second-target-default",
-                number_in(TARGET_MIN, f64::MAX),
-            )?
-            .unwrap_or(REQUESTS_PER_SECOND_TARGET_DEFAULT),
-            target_burst_capacity: read(s, "target-burst-capacity", burst_capacity)?
-                .unwrap_or(TARGET_BURST_CAPACITY),
-            panic_window_percentage: read(s, "panic-window-percentage", number_in(1.0, 100.0))?
-                .unwrap_or(PANIC_WINDOW_PERCENTAGE),
-            panic_threshold_percentage: read(
-                s,
-                "panic-threshold-percentage",
-                number_in(110.0, 1000.0),
-            )?
-            .unwrap_or(PANIC_THRESHOLD_PERCENTAGE),
-            initial_scale: read(s, "initial-scale", integer_at_least(0))?
-                .unwrap_or(INITIAL_SCALE as i32),
+            requests_per_second_target_default: read(s, "requests-per-second-target-default", number_in(TARGET_MIN, f64::MAX))?
+                .unwrap_or(REQUESTS_PER_SECOND_TARGET_DEFAULT),
+            target_burst_capacity: read(s, "target-burst-capacity", burst_capacity)?.unwrap_or(TARGET_BURST_CAPACITY),
+            panic_window_percentage: read(s, "panic-window-percentage", number_in(1.0, 100.0))?.unwrap_or(PANIC_WINDOW_PERCENTAGE),
+            panic_threshold_percentage: read(s, "panic-threshold-percentage", number_in(110.0, 1000.0))?
+                .unwrap_or(PANIC_THRESHOLD_PERCENTAGE),
+            initial_scale: read(s, "initial-scale", integer_at_least(0))?.unwrap_or(INITIAL_SCALE as i32),
             min_scale: read(s, "min-scale", integer_at_least(0))?.unwrap_or(0),
             max_scale: read(s, "max-scale", integer_at_least(0))?.unwrap_or(0),
             max_scale_limit: read(s, "max-scale-limit", integer_at_least(0))?.unwrap_or(0),
-            stable_window_s: read(s, "stable-window", duration_in(WINDOW_MIN_S, WINDOW_MAX_S))?
-                .unwrap_or(STABLE_WINDOW_S),
-            scale_down_delay_s: read(s, "scale-down-delay", duration_in(0, WINDOW_MAX_S))?
-                .unwrap_or(SCALE_DOWN_DELAY_S),
-            scale_to_zero_grace_period_s: read(
-                s,
-                "scale-to-zero-grace-period",
-                duration_in(1, WINDOW_MAX_S),
-            )?
-            .unwrap_or(SCALE_TO_ZERO_GRACE_PERIOD_S),
-            scale_to_zero_pod_retention_period_s: read(
-                s,
-                "scale-to-zero-pod-retention-period",
-                duration_in(0, WINDOW_MAX_S),
-            )?
-            .unwrap_or(SCALE_TO_ZERO_POD_RETENTION_PERIOD_S),
+            stable_window_s: read(s, "stable-window", duration_in(WINDOW_MIN_S, WINDOW_MAX_S))?.unwrap_or(STABLE_WINDOW_S),
+            scale_down_delay_s: read(s, "scale-down-delay", duration_in(0, WINDOW_MAX_S))?.unwrap_or(SCALE_DOWN_DELAY_S),
+            scale_to_zero_grace_period_s: read(s, "scale-to-zero-grace-period", duration_in(1, WINDOW_MAX_S))?
+                .unwrap_or(SCALE_TO_ZERO_GRACE_PERIOD_S),
+            scale_to_zero_pod_retention_period_s: read(s, "scale-to-zero-pod-retention-period", duration_in(0, WINDOW_MAX_S))?
+                .unwrap_or(SCALE_TO_ZERO_POD_RETENTION_PERIOD_S),
         };
         if cluster.initial_scale == 0 && !cluster.allow_zero_initial_scale {
-            return Err(ConfigError::Inconsistent(
-                "initial-scale = 0 needs allow-zero-initial-scale = true".into(),
-            ));
+            return Err(ConfigError::Inconsistent("initial-scale = 0 needs allow-zero-initial-scale = true".into()));
         }
-        if cluster.max_scale_limit > 0
-            && (cluster.max_scale < 1 || cluster.max_scale > cluster.max_scale_limit)
-        {
+        if cluster.max_scale_limit > 0 && (cluster.max_scale < 1 || cluster.max_scale > cluster.max_scale_limit) {
             return Err(ConfigError::Inconsistent(format!(
                 "max-scale = {} must be in [1, max-scale-limit ({})]",
                 cluster.max_scale, cluster.max_scale_limit
@@ -479,11 +419,7 @@ impl Annotations {
     }
 
     /// KServe's InferenceService controller writes these annotations from its fields.
-    fn apply_kserve_fields(
-        &mut self,
-        s: &Settings,
-        cluster: &ClusterConfig,
-    ) -> Result<(), ConfigError> {
+    fn apply_kserve_fields(&mut self, s: &Settings, cluster: &ClusterConfig) -> Result<(), ConfigError> {
         if let Some(target) = s.get("scaleTarget") {
             // KServe's scaleTarget is an integer field.
             let v = parse_integer("scaleTarget", target)?;
@@ -500,17 +436,11 @@ impl Annotations {
         let max_replicas = read(s, "maxReplicas", integer_at_least(0))?;
         if let (Some(min), Some(max)) = (min_replicas, max_replicas) {
             if max != 0 && min > max {
-                return Err(ConfigError::Inconsistent(format!(
-                    "minReplicas ({min}) must not be above maxReplicas ({max})"
-                )));
+                return Err(ConfigError::Inconsistent(format!("minReplicas ({min}) must not be above maxReplicas ({max})")));
             }
         }
         let min = min_replicas.unwrap_or(defaults::KSERVE_MIN_REPLICAS as i32);
-        let min_field = if min_replicas.is_some() {
-            "minReplicas"
-        } else {
-            "minReplicas (absent: KServe's default 1)"
-        };
+        let min_field = if min_replicas.is_some() { "minReplicas" } else { "minReplicas (absent: KServe's default 1)" };
         self.insert_from_field("min-scale", min_field, min.to_string())?;
         if let Some(max) = max_replicas.filter(|&m| m != 0) {
             self.insert_from_field("max-scale", "maxReplicas", max.to_string())?;
@@ -522,12 +452,7 @@ impl Annotations {
         Ok(())
     }
 
-    fn insert_from_field(
-        &mut self,
-        name: &'static str,
-        field: &str,
-        value: String,
-    ) -> Result<(), ConfigError> {
+    fn insert_from_field(&mut self, name: &'static str, field: &str, value: String) -> Result<(), ConfigError> {
         if let Some((_, key, _)) = self.values.iter().find(|(n, _, _)| *n == name) {
             return Err(ConfigError::Conflict {
                 first: field.to_string(),
@@ -539,24 +464,13 @@ impl Annotations {
         Ok(())
     }
 
-    fn read<T>(
-        &self,
-        name: &str,
-        parse: impl Fn(&str, &str) -> Result<T, ConfigError>,
-    ) -> Result<Option<T>, ConfigError> {
-        self.values
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map(|(_, key, value)| parse(key, value))
-            .transpose()
+    fn read<T>(&self, name: &str, parse: impl Fn(&str, &str) -> Result<T, ConfigError>) -> Result<Option<T>, ConfigError> {
+        self.values.iter().find(|(n, _, _)| *n == name).map(|(_, key, value)| parse(key, value)).transpose()
     }
 
     /// The key the annotation `name` came from, for error messages.
     fn key(&self, name: &str) -> String {
-        self.values.iter().find(|(n, _, _)| *n == name).map_or_else(
-            || format!("{ANNOTATION_PREFIX}{name}"),
-            |(_, key, _)| key.clone(),
-        )
+        self.values.iter().find(|(n, _, _)| *n == name).map_or_else(|| format!("{ANNOTATION_PREFIX}{name}"), |(_, key, _)| key.clone())
     }
 }
 
@@ -578,17 +492,11 @@ impl AutoscalerConfig {
                 reason: "only linear (the simple average over the window, Knative's default) is implemented".into(),
             }),
         })?;
-        let metric = ann
-            .read("metric", ScaleMetric::parse)?
-            .unwrap_or(ScaleMetric::Concurrency);
+        let metric = ann.read("metric", ScaleMetric::parse)?.unwrap_or(ScaleMetric::Concurrency);
         let container_concurrency = read(settings, CONTAINER_CONCURRENCY, |key, value| {
             let v = parse_integer(key, value)?;
             if !(0..=CONTAINER_CONCURRENCY_MAX).contains(&v) {
-                return Err(invalid(
-                    key,
-                    value,
-                    format!("must be in [0, {CONTAINER_CONCURRENCY_MAX}]"),
-                ));
+                return Err(invalid(key, value, format!("must be in [0, {CONTAINER_CONCURRENCY_MAX}]")));
             }
             Ok(v as u32)
         })?
@@ -596,18 +504,11 @@ impl AutoscalerConfig {
 
         // pkg/reconciler/autoscaling/resources.ResolveMetricTarget.
         let (mut total, mut utilization) = match metric {
-            ScaleMetric::Rps => (
-                cluster.requests_per_second_target_default,
-                TARGET_UTILIZATION,
-            ),
-            ScaleMetric::Concurrency if container_concurrency == 0 => (
-                cluster.container_concurrency_target_default,
-                cluster.container_concurrency_target_fraction,
-            ),
-            ScaleMetric::Concurrency => (
-                f64::from(container_concurrency),
-                cluster.container_concurrency_target_fraction,
-            ),
+            ScaleMetric::Rps => (cluster.requests_per_second_target_default, TARGET_UTILIZATION),
+            ScaleMetric::Concurrency if container_concurrency == 0 => {
+                (cluster.container_concurrency_target_default, cluster.container_concurrency_target_fraction)
+            }
+            ScaleMetric::Concurrency => (f64::from(container_concurrency), cluster.container_concurrency_target_fraction),
         };
         if let Some(target) = ann.read("target", number_in(TARGET_MIN, f64::MAX))? {
             total = target;
@@ -616,35 +517,21 @@ impl AutoscalerConfig {
                 total = target.min(f64::from(container_concurrency));
             }
         }
-        if let Some(percentage) =
-            ann.read("target-utilization-percentage", number_in(1.0, 100.0))?
-        {
+        if let Some(percentage) = ann.read("target-utilization-percentage", number_in(1.0, 100.0))? {
             utilization = percentage / 100.0;
         }
 
-        let stable_window_s = ann
-            .read("window", duration_in(WINDOW_MIN_S, WINDOW_MAX_S))?
-            .unwrap_or(cluster.stable_window_s);
-        let panic_window_percentage = ann
-            .read("panic-window-percentage", number_in(1.0, 100.0))?
-            .unwrap_or(cluster.panic_window_percentage);
-        let panic_threshold_percentage = ann
-            .read("panic-threshold-percentage", number_in(110.0, 1000.0))?
-            .unwrap_or(cluster.panic_threshold_percentage);
-        let target_burst_capacity = ann
-            .read("target-burst-capacity", burst_capacity)?
-            .unwrap_or(cluster.target_burst_capacity);
+        let stable_window_s = ann.read("window", duration_in(WINDOW_MIN_S, WINDOW_MAX_S))?.unwrap_or(cluster.stable_window_s);
+        let panic_window_percentage =
+            ann.read("panic-window-percentage", number_in(1.0, 100.0))?.unwrap_or(cluster.panic_window_percentage);
+        let panic_threshold_percentage =
+            ann.read("panic-threshold-percentage", number_in(110.0, 1000.0))?.unwrap_or(cluster.panic_threshold_percentage);
+        let target_burst_capacity = ann.read("target-burst-capacity", burst_capacity)?.unwrap_or(cluster.target_burst_capacity);
 
-        let min_scale = ann
-            .read("min-scale", integer_at_least(0))?
-            .unwrap_or(cluster.min_scale);
-        let max_scale = ann
-            .read("max-scale", integer_at_least(0))?
-            .unwrap_or(cluster.max_scale);
+        let min_scale = ann.read("min-scale", integer_at_least(0))?.unwrap_or(cluster.min_scale);
+        let max_scale = ann.read("max-scale", integer_at_least(0))?.unwrap_or(cluster.max_scale);
         if max_scale != 0 && max_scale < min_scale {
-            return Err(ConfigError::Inconsistent(format!(
-                "max-scale = {max_scale} is less than min-scale = {min_scale}"
-            )));
+            return Err(ConfigError::Inconsistent(format!("max-scale = {max_scale} is less than min-scale = {min_scale}")));
         }
         if cluster.max_scale_limit > 0 && (max_scale == 0 || max_scale > cluster.max_scale_limit) {
             return Err(ConfigError::Inconsistent(format!(
@@ -660,27 +547,15 @@ impl AutoscalerConfig {
                 return Err(invalid(&key, &value, "must be greater than 1"));
             }
             if min_scale > activation {
-                return Err(invalid(
-                    &key,
-                    &value,
-                    format!("must not be below min-scale ({min_scale})"),
-                ));
+                return Err(invalid(&key, &value, format!("must not be below min-scale ({min_scale})")));
             }
             if max_scale != 0 && max_scale < activation {
-                return Err(invalid(
-                    &key,
-                    &value,
-                    format!("must not be above max-scale ({max_scale})"),
-                ));
+                return Err(invalid(&key, &value, format!("must not be above max-scale ({max_scale})")));
             }
         }
         let initial_scale = match ann.read("initial-scale", integer_at_least(0))? {
             Some(0) if !cluster.allow_zero_initial_scale => {
-                return Err(invalid(
-                    &ann.key("initial-scale"),
-                    "0",
-                    "0 needs allow-zero-initial-scale = true",
-                ));
+                return Err(invalid(&ann.key("initial-scale"), "0", "0 needs allow-zero-initial-scale = true"));
             }
             Some(v) => v,
             None => cluster.initial_scale,
@@ -688,9 +563,7 @@ impl AutoscalerConfig {
         // Knative lets the deployment start above max-scale until the first decision; that
         // would break the "never above max" guarantee, so it is refused here.
         if max_scale != 0 && initial_scale > max_scale {
-            return Err(ConfigError::Inconsistent(format!(
-                "initial-scale = {initial_scale} is above max-scale = {max_scale}"
-            )));
+            return Err(ConfigError::Inconsistent(format!("initial-scale = {initial_scale} is above max-scale = {max_scale}")));
         }
 
         Ok(Self {
@@ -707,16 +580,11 @@ impl AutoscalerConfig {
             max_scale: (max_scale != 0).then_some(max_scale as u32),
             initial_scale: initial_scale as u32,
             activation_scale: activation_scale.map_or(ACTIVATION_SCALE, |v| v as u32),
-            scale_down_delay_s: ann
-                .read("scale-down-delay", duration_in(0, WINDOW_MAX_S))?
-                .unwrap_or(cluster.scale_down_delay_s),
+            scale_down_delay_s: ann.read("scale-down-delay", duration_in(0, WINDOW_MAX_S))?.unwrap_or(cluster.scale_down_delay_s),
             enable_scale_to_zero: cluster.enable_scale_to_zero,
             scale_to_zero_grace_period_s: cluster.scale_to_zero_grace_period_s,
             scale_to_zero_pod_retention_period_s: ann
-                .read(
-                    "scale-to-zero-pod-retention-period",
-                    duration_in(0, WINDOW_MAX_S),
-                )?
+                .read("scale-to-zero-pod-retention-period", duration_in(0, WINDOW_MAX_S))?
                 .unwrap_or(cluster.scale_to_zero_pod_retention_period_s),
             target_burst_capacity: if target_burst_capacity == -1.0 {
                 TargetBurstCapacity::Unlimited
@@ -747,9 +615,7 @@ impl fmt::Display for AutoscalerConfig {
             self.panic_window_s,
             round2(self.panic_threshold * 100.0),
         )?;
-        let max = self
-            .max_scale
-            .map_or_else(|| "unbounded".to_string(), |m| m.to_string());
+        let max = self.max_scale.map_or_else(|| "unbounded".to_string(), |m| m.to_string());
         write!(
             f,
             "replicas {}..{max} (initial {}), rates up ×{} down ÷{}, ",
@@ -762,11 +628,7 @@ impl fmt::Display for AutoscalerConfig {
             write!(f, "scale-down delay {} s, ", self.scale_down_delay_s)?;
         }
         if self.allows_zero() {
-            write!(
-                f,
-                "scale to zero after {} s grace, ",
-                self.scale_to_zero_grace_period_s
-            )?;
+            write!(f, "scale to zero after {} s grace, ", self.scale_to_zero_grace_period_s)?;
         } else {
             write!(f, "no scale to zero, ")?;
         }
@@ -809,10 +671,7 @@ mod tests {
         assert_eq!((c.max_scale_up_rate, c.max_scale_down_rate), (1000.0, 2.0));
         assert_eq!((c.min_scale, c.max_scale, c.initial_scale), (0, None, 1));
         assert_eq!(c.scale_to_zero_grace_period_s, 30);
-        assert_eq!(
-            c.target_burst_capacity,
-            TargetBurstCapacity::Requests(211.0)
-        );
+        assert_eq!(c.target_burst_capacity, TargetBurstCapacity::Requests(211.0));
     }
 
     #[test]
@@ -822,64 +681,20 @@ mod tests {
             (&[("autoscaling.knative.dev/target", "10")], 7.0, 10.0),
             (&[("containerConcurrency", "10")], 7.0, 10.0),
             // The target annotation cannot exceed containerConcurrency.
-            (
-                &[
-                    ("containerConcurrency", "10"),
-                    ("autoscaling.knative.dev/target", "50"),
-                ],
-                7.0,
-                10.0,
-            ),
+            (&[("containerConcurrency", "10"), ("autoscaling.knative.dev/target", "50")], 7.0, 10.0),
             (&[("autoscaling.knative.dev/metric", "rps")], 140.0, 200.0),
-            (
-                &[
-                    ("autoscaling.knative.dev/metric", "rps"),
-                    ("containerConcurrency", "10"),
-                ],
-                140.0,
-                200.0,
-            ),
-            (
-                &[
-                    ("autoscaling.knative.dev/metric", "rps"),
-                    ("requests-per-second-target-default", "50"),
-                ],
-                35.0,
-                50.0,
-            ),
-            (
-                &[(
-                    "autoscaling.knative.dev/target-utilization-percentage",
-                    "50",
-                )],
-                50.0,
-                100.0,
-            ),
-            (
-                &[("container-concurrency-target-percentage", "0.5")],
-                50.0,
-                100.0,
-            ),
-            (
-                &[("container-concurrency-target-percentage", "80")],
-                80.0,
-                100.0,
-            ),
-            (
-                &[("container-concurrency-target-default", "20")],
-                14.0,
-                20.0,
-            ),
+            (&[("autoscaling.knative.dev/metric", "rps"), ("containerConcurrency", "10")], 140.0, 200.0),
+            (&[("autoscaling.knative.dev/metric", "rps"), ("requests-per-second-target-default", "50")], 35.0, 50.0),
+            (&[("autoscaling.knative.dev/target-utilization-percentage", "50")], 50.0, 100.0),
+            (&[("container-concurrency-target-percentage", "0.5")], 50.0, 100.0),
+            (&[("container-concurrency-target-percentage", "80")], 80.0, 100.0),
+            (&[("container-concurrency-target-default", "20")], 14.0, 20.0),
             (&[("autoscaling.knative.dev/target", "0.01")], 0.01, 0.01),
             (&[("scaleTarget", "5"), ("scaleMetric", "rps")], 3.5, 5.0),
         ];
         for (pairs, target, total) in cases {
             let c = config(pairs).unwrap();
-            assert!(
-                (c.target - target).abs() < 1e-9,
-                "{pairs:?}: target {}",
-                c.target
-            );
+            assert!((c.target - target).abs() < 1e-9, "{pairs:?}: target {}", c.target);
             assert_eq!(c.total_per_replica, *total, "{pairs:?}");
         }
     }
@@ -906,142 +721,51 @@ mod tests {
 
     #[test]
     fn panic_window_is_at_least_one_second() {
-        let c = config(&[
-            ("autoscaling.knative.dev/window", "6s"),
-            ("autoscaling.knative.dev/panic-window-percentage", "1"),
-        ])
-        .unwrap();
+        let c = config(&[("autoscaling.knative.dev/window", "6s"), ("autoscaling.knative.dev/panic-window-percentage", "1")]).unwrap();
         assert_eq!(c.panic_window_s, 1);
     }
 
     #[test]
     fn kserve_fields_map_like_the_inferenceservice_controller() {
         let c = config(&[("scaleTarget", "10"), ("scaleMetric", "concurrency")]).unwrap();
-        assert_eq!(
-            (c.min_scale, c.max_scale),
-            (1, None),
-            "KServe's minReplicas defaults to 1"
-        );
+        assert_eq!((c.min_scale, c.max_scale), (1, None), "KServe's minReplicas defaults to 1");
         let c = config(&[("minReplicas", "0"), ("maxReplicas", "0")]).unwrap();
         assert_eq!((c.min_scale, c.max_scale, c.initial_scale), (0, None, 1));
         assert!(c.allows_zero());
-        let c = config(&[
-            ("minReplicas", "0"),
-            ("maxReplicas", "4"),
-            ("allow-zero-initial-scale", "true"),
-        ])
-        .unwrap();
+        let c = config(&[("minReplicas", "0"), ("maxReplicas", "4"), ("allow-zero-initial-scale", "true")]).unwrap();
         assert_eq!((c.min_scale, c.max_scale, c.initial_scale), (0, Some(4), 0));
     }
 
     #[test]
     fn bad_configurations_are_refused_with_the_key_named() {
         let cases: &[(Pairs, &str)] = &[
-            (
-                &[("scaleMetric", "cpu")],
-                "not supported: cpu and memory are scaled by Kubernetes' HPA",
-            ),
-            (
-                &[("autoscaling.knative.dev/metric", "memory")],
-                "not supported",
-            ),
-            (
-                &[("autoscaling.knative.dev/metric", "latency")],
-                "must be concurrency or rps",
-            ),
-            (
-                &[(
-                    "autoscaling.knative.dev/class",
-                    "hpa.autoscaling.knative.dev",
-                )],
-                "only the KPA",
-            ),
-            (
-                &[(
-                    "autoscaling.knative.dev/metric-aggregation-algorithm",
-                    "weightedExponential",
-                )],
-                "only linear",
-            ),
-            (
-                &[("autoscaling.knative.dev/target", "0")],
-                "must be in [0.01",
-            ),
-            (
-                &[("autoscaling.knative.dev/window", "5s")],
-                "must be in [6s, 3600s]",
-            ),
-            (
-                &[("autoscaling.knative.dev/window", "90500ms")],
-                "second precision",
-            ),
-            (
-                &[("autoscaling.knative.dev/panic-window-percentage", "0.5")],
-                "must be in [1, 100]",
-            ),
-            (
-                &[("autoscaling.knative.dev/panic-threshold-percentage", "100")],
-                "must be in [110, 1000]",
-            ),
-            (
-                &[("autoscaling.knative.dev/target-burst-capacity", "-2")],
-                "-1 (for unlimited)",
-            ),
+            (&[("scaleMetric", "cpu")], "not supported: cpu and memory are scaled by Kubernetes' HPA"),
+            (&[("autoscaling.knative.dev/metric", "memory")], "not supported"),
+            (&[("autoscaling.knative.dev/metric", "latency")], "must be concurrency or rps"),
+            (&[("autoscaling.knative.dev/class", "hpa.autoscaling.knative.dev")], "only the KPA"),
+            (&[("autoscaling.knative.dev/metric-aggregation-algorithm", "weightedExponential")], "only linear"),
+            (&[("autoscaling.knative.dev/target", "0")], "must be in [0.01"),
+            (&[("autoscaling.knative.dev/window", "5s")], "must be in [6s, 3600s]"),
+            (&[("autoscaling.knative.dev/window", "90500ms")], "second precision"),
+            (&[("autoscaling.knative.dev/panic-window-percentage", "0.5")], "must be in [1, 100]"),
+            (&[("autoscaling.knative.dev/panic-threshold-percentage", "100")], "must be in [110, 1000]"),
+            (&[("autoscaling.knative.dev/target-burst-capacity", "-2")], "-1 (for unlimited)"),
             (&[("max-scale-down-rate", "1")], "greater than 1.0"),
             (&[("max-scale-up-rate", "0.5")], "greater than 1.0"),
             (&[("autoscaling.knative.dev/min-scale", "-1")], "at least 0"),
-            (
-                &[
-                    ("autoscaling.knative.dev/min-scale", "3"),
-                    ("autoscaling.knative.dev/max-scale", "2"),
-                ],
-                "less than min-scale",
-            ),
-            (
-                &[("autoscaling.knative.dev/initial-scale", "0")],
-                "allow-zero-initial-scale",
-            ),
-            (
-                &[
-                    ("autoscaling.knative.dev/initial-scale", "5"),
-                    ("autoscaling.knative.dev/max-scale", "2"),
-                ],
-                "above max-scale",
-            ),
-            (
-                &[("autoscaling.knative.dev/activation-scale", "1")],
-                "greater than 1",
-            ),
-            (
-                &[
-                    ("autoscaling.knative.dev/activation-scale", "5"),
-                    ("autoscaling.knative.dev/max-scale", "3"),
-                ],
-                "above max-scale",
-            ),
+            (&[("autoscaling.knative.dev/min-scale", "3"), ("autoscaling.knative.dev/max-scale", "2")], "less than min-scale"),
+            (&[("autoscaling.knative.dev/initial-scale", "0")], "allow-zero-initial-scale"),
+            (&[("autoscaling.knative.dev/initial-scale", "5"), ("autoscaling.knative.dev/max-scale", "2")], "above max-scale"),
+            (&[("autoscaling.knative.dev/activation-scale", "1")], "greater than 1"),
+            (&[("autoscaling.knative.dev/activation-scale", "5"), ("autoscaling.knative.dev/max-scale", "3")], "above max-scale"),
             (&[("max-scale-limit", "10")], "max-scale-limit"),
             (&[("containerConcurrency", "1001")], "[0, 1000]"),
             (&[("scale-to-zero-grace-period", "0s")], "must be in [1s"),
+            (&[("container-concurrency-target-percentage", "0")], "(0, 100]"),
+            (&[("minReplicas", "2"), ("maxReplicas", "1")], "minReplicas (2) must not be above maxReplicas (1)"),
+            (&[("scaleTarget", "10"), ("autoscaling.knative.dev/target", "10")], "both set the same value"),
             (
-                &[("container-concurrency-target-percentage", "0")],
-                "(0, 100]",
-            ),
-            (
-                &[("minReplicas", "2"), ("maxReplicas", "1")],
-                "minReplicas (2) must not be above maxReplicas (1)",
-            ),
-            (
-                &[
-                    ("scaleTarget", "10"),
-                    ("autoscaling.knative.dev/target", "10"),
-                ],
-                "both set the same value",
-            ),
-            (
-                &[
-                    ("maxReplicas", "3"),
-                    ("autoscaling.knative.dev/min-scale", "0"),
-                ],
+                &[("maxReplicas", "3"), ("autoscaling.knative.dev/min-scale", "0")],
                 "KServe writes autoscaling.knative.dev/min-scale from minReplicas",
             ),
             (&[("scaleTarget", "2.5")], "whole number"),
@@ -1055,9 +779,7 @@ mod tests {
 
     #[test]
     fn the_summary_line_names_the_resolved_values() {
-        let line = config(&[("minReplicas", "0"), ("maxReplicas", "5")])
-            .unwrap()
-            .to_string();
+        let line = config(&[("minReplicas", "0"), ("maxReplicas", "5")]).unwrap().to_string();
         assert!(line.contains("target 70 per replica (100 × 70%)"), "{line}");
         assert!(line.contains("replicas 0..5"), "{line}");
         assert!(line.contains("scale to zero after 30 s grace"), "{line}");

@@ -97,19 +97,14 @@ impl Autoscaler {
     pub fn new(config: AutoscalerConfig, created_s: u64) -> Self {
         // Knative's starting estimate: whether the initial scale alone covers the burst capacity.
         let initial_capacity = f64::from(config.initial_scale) * config.total_per_replica;
-        let excess_burst_capacity =
-            excess_burst_capacity(config.target_burst_capacity, initial_capacity, 0.0);
+        let excess_burst_capacity = excess_burst_capacity(config.target_burst_capacity, initial_capacity, 0.0);
         Self {
             stable: BucketAverage::new(config.stable_window_s),
             panic: BucketAverage::new(config.panic_window_s),
-            scale_down_delay: (config.scale_down_delay_s > 0)
-                .then(|| WindowMax::new(config.scale_down_delay_s)),
+            scale_down_delay: (config.scale_down_delay_s > 0).then(|| WindowMax::new(config.scale_down_delay_s)),
             panic_since: None,
             max_panic_pods: 0,
-            recommendation: Recommendation {
-                desired: None,
-                excess_burst_capacity,
-            },
+            recommendation: Recommendation { desired: None, excess_burst_capacity },
             stable_average: 0.0,
             panic_average: 0.0,
             activity: Activity::Activating,
@@ -138,11 +133,7 @@ impl Autoscaler {
     /// values for the same second add up, as the pods' and the activator's reports do in
     /// Knative. Negative or non-finite values count as 0.
     pub fn record(&mut self, time_s: u64, value: f64) {
-        let value = if value.is_finite() {
-            value.max(0.0)
-        } else {
-            0.0
-        };
+        let value = if value.is_finite() { value.max(0.0) } else { 0.0 };
         self.stable.record(time_s, value);
         self.panic.record(time_s, value);
     }
@@ -245,10 +236,7 @@ impl Autoscaler {
         // Based on the panic average, so a short burst takes the activator into the path.
         let capacity = f64::from(ready) * c.total_per_replica;
         let excess_burst_capacity = excess_burst_capacity(c.target_burst_capacity, capacity, panic);
-        self.recommendation = Recommendation {
-            desired: Some(desired),
-            excess_burst_capacity,
-        };
+        self.recommendation = Recommendation { desired: Some(desired), excess_burst_capacity };
     }
 
     /// The KPA reconciler's `scaler.scale()`: bounds, initial scale, and scale-to-zero.
@@ -256,10 +244,7 @@ impl Autoscaler {
         let c = &self.config;
         let recommended = self.recommendation.desired;
         if recommended.is_none() && self.activity != Activity::Activating {
-            return ScalerOutcome {
-                want: None,
-                apply: false,
-            };
+            return ScalerOutcome { want: None, apply: false };
         }
         let mut min = c.min_scale;
         if c.initial_scale > 1 && !self.scale_target_initialized {
@@ -279,10 +264,7 @@ impl Autoscaler {
     /// been Inactive for max(grace, pod retention)).
     fn handle_scale_to_zero(&self, now: u64, desired: u32) -> ScalerOutcome {
         let c = &self.config;
-        let apply = |want| ScalerOutcome {
-            want: Some(want),
-            apply: true,
-        };
+        let apply = |want| ScalerOutcome { want: Some(want), apply: true };
         let hold = |want| ScalerOutcome { want, apply: false };
         if desired != 0 {
             return apply(desired);
@@ -301,8 +283,7 @@ impl Autoscaler {
             Activity::Inactive => {
                 // Knative probes the activator unless the burst capacity is unlimited (then it
                 // is always in the path); the probe succeeds once the activator is in the path.
-                let activator_in_path = c.target_burst_capacity == TargetBurstCapacity::Unlimited
-                    || self.activator_in_path;
+                let activator_in_path = c.target_burst_capacity == TargetBurstCapacity::Unlimited || self.activator_in_path;
                 if !activator_in_path {
                     return hold(Some(0));
                 }
@@ -337,11 +318,7 @@ impl Autoscaler {
     /// pkg/reconciler/autoscaling/kpa `computeActiveCondition`.
     fn update_activity(&mut self, now: u64, want: Option<u32>, ready: u32) {
         let c = &self.config;
-        let min_ready = if self.scale_target_initialized {
-            c.min_scale.max(1)
-        } else {
-            c.min_scale.max(c.initial_scale)
-        };
+        let min_ready = if self.scale_target_initialized { c.min_scale.max(1) } else { c.min_scale.max(c.initial_scale) };
         if ready >= min_ready {
             self.scale_target_initialized = true;
         }

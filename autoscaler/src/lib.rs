@@ -1,4 +1,6 @@
-//! Knative-KPA-style autoscaling as a pure library, with a trace simulator.
+//! Knative-KPA-style autoscaling as a pure library: time and samples in, decisions out. Its
+//! trace simulator (`quiver autoscaler simulate`, CSV and plots) is the
+//! `quiver-autoscaler-simulator` crate, so nothing that only decides links plotting.
 //!
 //! The crate decides how many replicas (or model instances) a service needs, zero included,
 //! the way Knative Serving's KPA does: the same windowed averages, panic mode, rate limits,
@@ -13,8 +15,6 @@
 //! - [`window`]: per-second bucketed windows, the simple average Knative uses by default.
 //! - [`kpa`]: the [`Autoscaler`]: Knative's decider plus the KPA reconciler's scaler and
 //!   status, driven by [`Autoscaler::record`] and [`Autoscaler::decide`].
-//! - [`trace`], [`simulate`], [`plot`], [`cli`]: `quiver autoscaler simulate`, which replays a
-//!   load trace through the autoscaler with a replica model.
 //!
 //! Time is a value (whole seconds since any epoch) passed to every call; nothing reads a
 //! clock, so behaviour is reproducible second by second.
@@ -51,16 +51,11 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod cli;
 pub mod config;
 pub mod kpa;
-pub mod plot;
 pub mod settings;
-pub mod simulate;
-pub mod trace;
 pub mod window;
 
-pub use cli::{run_simulate, SimulateArgs, SimulateError, SimulationReport};
 pub use config::{AutoscalerConfig, ConfigError, ScaleMetric, TargetBurstCapacity};
 pub use kpa::{Activity, Autoscaler, Decision};
 pub use settings::Settings;

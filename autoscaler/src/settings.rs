@@ -18,10 +18,7 @@ pub const ANNOTATIONS: &[(&str, Option<&str>)] = &[
     ("class", None),
     ("metric", None),
     ("target", None),
-    (
-        "target-utilization-percentage",
-        Some("targetUtilizationPercentage"),
-    ),
+    ("target-utilization-percentage", Some("targetUtilizationPercentage")),
     ("min-scale", Some("minScale")),
     ("max-scale", Some("maxScale")),
     ("initial-scale", Some("initialScale")),
@@ -29,19 +26,10 @@ pub const ANNOTATIONS: &[(&str, Option<&str>)] = &[
     ("scale-down-delay", Some("scaleDownDelay")),
     ("window", None),
     ("panic-window-percentage", Some("panicWindowPercentage")),
-    (
-        "panic-threshold-percentage",
-        Some("panicThresholdPercentage"),
-    ),
+    ("panic-threshold-percentage", Some("panicThresholdPercentage")),
     ("target-burst-capacity", Some("targetBurstCapacity")),
-    (
-        "scale-to-zero-pod-retention-period",
-        Some("scaleToZeroPodRetentionPeriod"),
-    ),
-    (
-        "metric-aggregation-algorithm",
-        Some("metricAggregationAlgorithm"),
-    ),
+    ("scale-to-zero-pod-retention-period", Some("scaleToZeroPodRetentionPeriod")),
+    ("metric-aggregation-algorithm", Some("metricAggregationAlgorithm")),
 ];
 
 /// The keys of Knative's cluster-wide `config-autoscaler` ConfigMap (written without a prefix).
@@ -94,17 +82,11 @@ impl Settings {
     /// `{"autoscaling.knative.dev/target": "10", "minReplicas": 0}`.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
         if text.len() > MAX_SETTINGS_BYTES {
-            return Err(ConfigError::NotASettingsObject(format!(
-                "{} bytes is more than the {MAX_SETTINGS_BYTES} accepted",
-                text.len()
-            )));
+            return Err(ConfigError::NotASettingsObject(format!("{} bytes is more than the {MAX_SETTINGS_BYTES} accepted", text.len())));
         }
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| ConfigError::NotASettingsObject(e.to_string()))?;
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| ConfigError::NotASettingsObject(e.to_string()))?;
         let serde_json::Value::Object(object) = value else {
-            return Err(ConfigError::NotASettingsObject(
-                "the top level is not an object".into(),
-            ));
+            return Err(ConfigError::NotASettingsObject("the top level is not an object".into()));
         };
         let mut settings = Self::new();
         for (key, value) in object {
@@ -131,16 +113,13 @@ impl Settings {
         if !is_known_key(key) {
             return Err(ConfigError::UnknownKey(key.to_string()));
         }
-        self.values
-            .insert(key.to_string(), value.trim().to_string());
+        self.values.insert(key.to_string(), value.trim().to_string());
         Ok(())
     }
 
     /// Sets one `KEY=VALUE` assignment (the form of `--set`).
     pub fn set_assignment(&mut self, assignment: &str) -> Result<(), ConfigError> {
-        let (key, value) = assignment
-            .split_once('=')
-            .ok_or_else(|| ConfigError::NotAnAssignment(assignment.to_string()))?;
+        let (key, value) = assignment.split_once('=').ok_or_else(|| ConfigError::NotAnAssignment(assignment.to_string()))?;
         self.set(key, value)
     }
 
@@ -157,10 +136,7 @@ impl Settings {
     /// The annotation `name` (without [`ANNOTATION_PREFIX`]) as `(full key, value)`: the
     /// kebab-case key first, else its legacy camelCase alias (Knative's key priority).
     pub fn annotation(&self, name: &str) -> Option<(String, &str)> {
-        let alias = ANNOTATIONS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, alias)| *alias);
+        let alias = ANNOTATIONS.iter().find(|(n, _)| *n == name).and_then(|(_, alias)| *alias);
         std::iter::once(name)
             .chain(alias)
             .map(|n| format!("{ANNOTATION_PREFIX}{n}"))
@@ -175,19 +151,13 @@ impl Settings {
 
 fn is_known_key(key: &str) -> bool {
     if let Some(name) = key.strip_prefix(ANNOTATION_PREFIX) {
-        return ANNOTATIONS
-            .iter()
-            .any(|(n, alias)| *n == name || *alias == Some(name));
+        return ANNOTATIONS.iter().any(|(n, alias)| *n == name || *alias == Some(name));
     }
     CLUSTER_KEYS.contains(&key) || KSERVE_FIELDS.contains(&key) || key == CONTAINER_CONCURRENCY
 }
 
 fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: reason.into(),
-    }
+    ConfigError::Invalid { key: key.to_string(), value: value.to_string(), reason: reason.into() }
 }
 
 /// A finite number (Go's `strconv.ParseFloat`, less NaN and infinities).
@@ -200,9 +170,7 @@ pub fn parse_number(key: &str, value: &str) -> Result<f64, ConfigError> {
 
 /// A whole number that fits Kubernetes' int32 replica counts.
 pub fn parse_integer(key: &str, value: &str) -> Result<i32, ConfigError> {
-    value
-        .parse::<i32>()
-        .map_err(|_| invalid(key, value, "must be a whole number"))
+    value.parse::<i32>().map_err(|_| invalid(key, value, "must be a whole number"))
 }
 
 /// A boolean as Go's `strconv.ParseBool` reads one.
@@ -217,30 +185,16 @@ pub fn parse_bool(key: &str, value: &str) -> Result<bool, ConfigError> {
 /// A Go duration (`time.ParseDuration`: `30s`, `1m30s`, `1.5h`, `500ms`, `0`) in whole seconds,
 /// within `[min_s, max_s]`. The simulator's clock ticks in seconds, so a fraction of a second
 /// is refused, as Knative refuses one for its windows and delays.
-pub fn parse_duration_secs(
-    key: &str,
-    value: &str,
-    min_s: u64,
-    max_s: u64,
-) -> Result<u64, ConfigError> {
-    let nanos = parse_go_duration_nanos(value).ok_or_else(|| {
-        invalid(
-            key,
-            value,
-            "must be a duration such as 30s, 1m30s or 1h (a number with a unit: h, m, s, ms)",
-        )
-    })?;
+pub fn parse_duration_secs(key: &str, value: &str, min_s: u64, max_s: u64) -> Result<u64, ConfigError> {
+    let nanos = parse_go_duration_nanos(value)
+        .ok_or_else(|| invalid(key, value, "must be a duration such as 30s, 1m30s or 1h (a number with a unit: h, m, s, ms)"))?;
     let out_of_range = || invalid(key, value, format!("must be in [{min_s}s, {max_s}s]"));
     if nanos < 0 {
         return Err(out_of_range());
     }
     const NANOS_PER_SECOND: i128 = 1_000_000_000;
     if nanos % NANOS_PER_SECOND != 0 {
-        return Err(invalid(
-            key,
-            value,
-            "must be specified with at most second precision",
-        ));
+        return Err(invalid(key, value, "must be specified with at most second precision"));
     }
     let secs = u64::try_from(nanos / NANOS_PER_SECOND).map_err(|_| out_of_range())?;
     if secs < min_s || secs > max_s {
@@ -265,13 +219,9 @@ fn parse_go_duration_nanos(text: &str) -> Option<i128> {
     }
     let mut total: i128 = 0;
     while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let (number, after) = rest.split_at(number_len);
-        let unit_len = after
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after.len());
+        let unit_len = after.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after.len());
         let (unit, after) = after.split_at(unit_len);
         let unit_nanos: i128 = match unit {
             "ns" => 1,
@@ -286,11 +236,7 @@ fn parse_go_duration_nanos(text: &str) -> Option<i128> {
         if (whole.is_empty() && fraction.is_empty()) || fraction.contains('.') || whole.len() > 18 {
             return None;
         }
-        let whole: i128 = if whole.is_empty() {
-            0
-        } else {
-            whole.parse().ok()?
-        };
+        let whole: i128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
         let mut term = whole.checked_mul(unit_nanos)?;
         // Digits beyond nanosecond resolution cannot change the result.
         let mut scale = unit_nanos;
@@ -335,19 +281,14 @@ mod tests {
         assert_eq!(parse_duration_secs("k", "1m", 6, 3600).unwrap(), 60);
         assert_eq!(parse_duration_secs("k", "0s", 0, 10).unwrap(), 0);
         for bad in ["1500ms", "5s", "2h", "-1s", "soon"] {
-            let err = parse_duration_secs("k", bad, 6, 3600)
-                .unwrap_err()
-                .to_string();
+            let err = parse_duration_secs("k", bad, 6, 3600).unwrap_err().to_string();
             assert!(err.contains("'k'") && err.contains(bad), "{bad}: {err}");
         }
     }
 
     #[test]
     fn json_settings_take_strings_numbers_and_booleans() {
-        let s = Settings::from_json(
-            r#"{"autoscaling.knative.dev/target": "10", "minReplicas": 0, "enable-scale-to-zero": true}"#,
-        )
-        .unwrap();
+        let s = Settings::from_json(r#"{"autoscaling.knative.dev/target": "10", "minReplicas": 0, "enable-scale-to-zero": true}"#).unwrap();
         assert_eq!(s.get("autoscaling.knative.dev/target"), Some("10"));
         assert_eq!(s.get("minReplicas"), Some("0"));
         assert_eq!(s.get("enable-scale-to-zero"), Some("true"));
@@ -358,50 +299,30 @@ mod tests {
         let cases = [
             ("[1, 2]", "not a JSON object"),
             ("{", "not a JSON object"),
-            (
-                r#"{"autoscaling.knative.dev/targt": "10"}"#,
-                "unknown setting 'autoscaling.knative.dev/targt'",
-            ),
-            (
-                r#"{"minReplicas": [1]}"#,
-                "must be a string, a number or a boolean",
-            ),
+            (r#"{"autoscaling.knative.dev/targt": "10"}"#, "unknown setting 'autoscaling.knative.dev/targt'"),
+            (r#"{"minReplicas": [1]}"#, "must be a string, a number or a boolean"),
         ];
         for (text, want) in cases {
             let err = Settings::from_json(text).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");
         }
-        let err = Settings::new()
-            .set_assignment("minReplicas")
-            .unwrap_err()
-            .to_string();
+        let err = Settings::new().set_assignment("minReplicas").unwrap_err().to_string();
         assert!(err.contains("KEY=VALUE"), "{err}");
     }
 
     #[test]
     fn annotations_prefer_the_kebab_case_key_over_the_legacy_alias() {
         let mut s = Settings::new();
-        s.set_assignment("autoscaling.knative.dev/minScale=2")
-            .unwrap();
-        assert_eq!(
-            s.annotation("min-scale"),
-            Some(("autoscaling.knative.dev/minScale".into(), "2"))
-        );
-        s.set_assignment("autoscaling.knative.dev/min-scale=3")
-            .unwrap();
-        assert_eq!(
-            s.annotation("min-scale"),
-            Some(("autoscaling.knative.dev/min-scale".into(), "3"))
-        );
+        s.set_assignment("autoscaling.knative.dev/minScale=2").unwrap();
+        assert_eq!(s.annotation("min-scale"), Some(("autoscaling.knative.dev/minScale".into(), "2")));
+        s.set_assignment("autoscaling.knative.dev/min-scale=3").unwrap();
+        assert_eq!(s.annotation("min-scale"), Some(("autoscaling.knative.dev/min-scale".into(), "3")));
     }
 
     #[test]
     fn scalar_parsers_name_the_key_and_value() {
         assert!(parse_bool("b", "True").unwrap());
-        assert!(parse_bool("b", "yes")
-            .unwrap_err()
-            .to_string()
-            .contains("'b'"));
+        assert!(parse_bool("b", "yes").unwrap_err().to_string().contains("'b'"));
         assert!(parse_number("n", "NaN").is_err());
         assert!(parse_number("n", "inf").is_err());
         assert_eq!(parse_integer("i", "7").unwrap(), 7);

@@ -32,11 +32,7 @@ impl BucketAverage {
     /// A window of `window_s` one-second buckets (at least one).
     pub fn new(window_s: u64) -> Self {
         let len = usize::try_from(window_s.max(1)).unwrap_or(usize::MAX);
-        Self {
-            buckets: vec![0.0; len],
-            window_total: 0.0,
-            writes: None,
-        }
+        Self { buckets: vec![0.0; len], window_total: 0.0, writes: None }
     }
 
     fn window_s(&self) -> u64 {
@@ -104,9 +100,7 @@ impl BucketAverage {
             self.window_total / written
         } else if now_s - last < window {
             // Buckets after the last write still hold values from a window ago: leave them out.
-            let stale: f64 = (last + 1..=now_s)
-                .map(|t| self.buckets[self.index(t)])
-                .sum();
+            let stale: f64 = (last + 1..=now_s).map(|t| self.buckets[self.index(t)]).sum();
             let valid = written.min((window - (now_s - last)) as f64);
             (self.window_total - stale) / valid
         } else {
@@ -134,10 +128,7 @@ pub struct WindowMax {
 impl WindowMax {
     /// A window of `window_s` seconds (at least one).
     pub fn new(window_s: u64) -> Self {
-        Self {
-            window_s: window_s.max(1),
-            maxima: VecDeque::new(),
-        }
+        Self { window_s: window_s.max(1), maxima: VecDeque::new() }
     }
 
     /// Records `value` at second `time_s` (seconds must not go backwards; an earlier one is
@@ -156,11 +147,7 @@ impl WindowMax {
         while self.maxima.back().is_some_and(|&(_, v)| v <= value) {
             self.maxima.pop_back();
         }
-        while self
-            .maxima
-            .front()
-            .is_some_and(|&(t, _)| time_s - t >= self.window_s)
-        {
+        while self.maxima.front().is_some_and(|&(t, _)| time_s - t >= self.window_s) {
             self.maxima.pop_front();
         }
         self.maxima.push_back((time_s, value));
@@ -213,11 +200,7 @@ mod tests {
             for (t, v) in *writes {
                 w.record(*t, *v);
             }
-            assert_eq!(
-                w.average(*now),
-                *want,
-                "window {window}, writes {writes:?}, now {now}"
-            );
+            assert_eq!(w.average(*now), *want, "window {window}, writes {writes:?}, now {now}");
         }
     }
 
@@ -243,11 +226,7 @@ mod tests {
     #[test]
     fn window_max_keeps_the_largest_of_the_last_seconds() {
         let cases: &[MaxCase] = &[
-            (
-                3,
-                &[(0, 5), (1, 2), (2, 1), (3, 1), (4, 1)],
-                &[5, 5, 5, 2, 1],
-            ),
+            (3, &[(0, 5), (1, 2), (2, 1), (3, 1), (4, 1)], &[5, 5, 5, 2, 1]),
             (3, &[(0, 1), (1, 4), (2, 2), (5, 0)], &[1, 4, 4, 0]),
             (1, &[(0, 7), (1, 3)], &[7, 3]),
             (5, &[(0, 2), (0, 9), (0, 4)], &[2, 9, 9]),

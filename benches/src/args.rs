@@ -217,10 +217,7 @@ impl RateRange {
     /// The rates `start, start+step, ...` up to and including `end` (with a little slack for
     /// decimal steps such as 0.1).
     pub fn levels(&self) -> Vec<f64> {
-        (0..MAX_RATE_LEVELS)
-            .map(|i| self.start + self.step * i as f64)
-            .take_while(|&r| r <= self.end + self.step * 1e-9)
-            .collect()
+        (0..MAX_RATE_LEVELS).map(|i| self.start + self.step * i as f64).take_while(|&r| r <= self.end + self.step * 1e-9).collect()
     }
 }
 
@@ -350,9 +347,35 @@ mod tests {
         assert_eq!(a.request_distribution, Distribution::Constant);
 
         let a = parse(&[
-            "-m", "mlp", "-u", "http://h:1", "-i", "grpc", "--concurrency-range", "2:6:2", "-p", "500", "-s", "5", "-r", "4",
-            "--warmup", "0", "-b", "8", "--shape", "x:4", "--json", "--input-data", "zero", "--input-tensor-format", "json",
-            "--csv", "out.csv", "--plot", "p.svg",
+            "-m",
+            "mlp",
+            "-u",
+            "http://h:1",
+            "-i",
+            "grpc",
+            "--concurrency-range",
+            "2:6:2",
+            "-p",
+            "500",
+            "-s",
+            "5",
+            "-r",
+            "4",
+            "--warmup",
+            "0",
+            "-b",
+            "8",
+            "--shape",
+            "x:4",
+            "--json",
+            "--input-data",
+            "zero",
+            "--input-tensor-format",
+            "json",
+            "--csv",
+            "out.csv",
+            "--plot",
+            "p.svg",
         ])
         .unwrap();
         assert_eq!(a.protocol, Protocol::Grpc);

@@ -2,12 +2,12 @@
 //! sending tensors in `raw_input_contents` (as perf_analyzer does).
 //!
 //! The message types and client stub are the ones generated from the protocol's proto file
-//! (`quiver_runtime::proto`, package `inference`); nothing here depends on how Quiver serves
+//! (`quiver_core::proto`, package `inference`); nothing here depends on how Quiver serves
 //! them, so the client works against Triton or any other server of the protocol.
 
 use std::{sync::Arc, time::Duration};
 
-use quiver_runtime::proto::{
+use quiver_core::proto::{
     grpc_inference_service_client::GrpcInferenceServiceClient, model_infer_request::InferInputTensor, ModelConfigRequest,
     ModelInferRequest, ModelMetadataRequest,
 };
@@ -78,11 +78,7 @@ pub async fn fetch_model(
         .into_inner();
     let metadata = ModelMetadata {
         name: metadata.name,
-        inputs: metadata
-            .inputs
-            .into_iter()
-            .map(|t| MetadataTensor { name: t.name, datatype: t.datatype, shape: t.shape })
-            .collect(),
+        inputs: metadata.inputs.into_iter().map(|t| MetadataTensor { name: t.name, datatype: t.datatype, shape: t.shape }).collect(),
     };
     let max_batch_size = match client.model_config(ModelConfigRequest { name: model.to_string(), version: String::new() }).await {
         Ok(r) => r.into_inner().config.map(|c| i64::from(c.max_batch_size)),
@@ -186,7 +182,7 @@ impl InferClient for GrpcInferClient {
 
 #[cfg(test)]
 mod tests {
-    use quiver_model_formats::DataType;
+    use quiver_core::DataType;
 
     use super::*;
     use crate::{input::InputTensor, request::InputSpec};

@@ -44,9 +44,7 @@ impl HttpTarget {
         let rest = match url.split_once("://") {
             None => url,
             Some(("http", rest)) => rest,
-            Some((scheme, _)) => {
-                return Err(BenchError::InvalidArgs(format!("URL scheme '{scheme}' is not supported (only http)")))
-            }
+            Some((scheme, _)) => return Err(BenchError::InvalidArgs(format!("URL scheme '{scheme}' is not supported (only http)"))),
         };
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.is_empty() {

@@ -20,7 +20,7 @@ use std::{fmt, path::PathBuf, str::FromStr};
 
 use serde_json::Value;
 
-use quiver_model_formats::DataType;
+use quiver_core::DataType;
 
 use crate::{
     args::ShapeOverride,
@@ -157,9 +157,9 @@ impl DataFile {
                         let mut data = Vec::new();
                         for j in 0..rows {
                             let step = (i * rows + j) % n;
-                            let tensor = self.steps[step].iter().find(|(name, _)| name == &spec.name).map(|(_, t)| t).ok_or_else(
-                                || BenchError::InvalidInput(format!("--input-data: step {step} has no data for input '{}'", spec.name)),
-                            )?;
+                            let tensor = self.steps[step].iter().find(|(name, _)| name == &spec.name).map(|(_, t)| t).ok_or_else(|| {
+                                BenchError::InvalidInput(format!("--input-data: step {step} has no data for input '{}'", spec.name))
+                            })?;
                             if tensor.elements.len() != per_step {
                                 return Err(BenchError::InvalidInput(format!(
                                     "--input-data: step {step}, input '{}': {} elements, the shape {:?} needs {per_step}",
@@ -168,9 +168,8 @@ impl DataFile {
                                     if batching { &spec.shape[1..] } else { &spec.shape[..] },
                                 )));
                             }
-                            encode_elements(spec.datatype, &tensor.elements, &mut data).map_err(|e| {
-                                BenchError::InvalidInput(format!("--input-data: step {step}, input '{}': {e}", spec.name))
-                            })?;
+                            encode_elements(spec.datatype, &tensor.elements, &mut data)
+                                .map_err(|e| BenchError::InvalidInput(format!("--input-data: step {step}, input '{}': {e}", spec.name)))?;
                         }
                         Ok(InputTensor { spec: spec.clone(), data })
                     })
@@ -253,7 +252,12 @@ fn encode_elements(datatype: DataType, elements: &[Value], out: &mut Vec<u8>) ->
 }
 
 /// The distinct requests of a run: one for generated data, one per step for a file.
-pub fn build_requests(source: &InputData, file: Option<&DataFile>, inputs: &[InputSpec], batching: bool) -> Result<Vec<RequestData>, BenchError> {
+pub fn build_requests(
+    source: &InputData,
+    file: Option<&DataFile>,
+    inputs: &[InputSpec],
+    batching: bool,
+) -> Result<Vec<RequestData>, BenchError> {
     match (source, file) {
         (InputData::File(_), Some(file)) => file.requests(inputs, batching),
         (InputData::File(path), None) => Err(BenchError::InvalidInput(format!("--input-data {}: not read", path.display()))),
@@ -322,8 +326,9 @@ mod tests {
 
     #[test]
     fn file_shapes_fill_open_dimensions_unless_given() {
-        let file = DataFile::from_json(json!({"data": [{"ids": {"content": [1, 2, 3], "shape": [3]}, "x": {"content": [1], "shape": [1]}}]}))
-            .unwrap();
+        let file =
+            DataFile::from_json(json!({"data": [{"ids": {"content": [1, 2, 3], "shape": [3]}, "x": {"content": [1], "shape": [1]}}]}))
+                .unwrap();
         let given = [ShapeOverride { name: "x".into(), dims: vec![7] }];
         let overrides = file.shape_overrides(&given);
         assert_eq!(overrides.len(), 2);

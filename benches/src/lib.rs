@@ -192,7 +192,9 @@ fn check_args(args: &BenchArgs) -> Result<(), BenchError> {
     if !(args.stability_percentage.is_finite() && args.stability_percentage >= 0.0) {
         return invalid("--stability-percentage must be a non-negative number");
     }
-    if args.protocol == Protocol::Grpc && (args.input_tensor_format == TensorFormat::Json || args.output_tensor_format == TensorFormat::Json) {
+    if args.protocol == Protocol::Grpc
+        && (args.input_tensor_format == TensorFormat::Json || args.output_tensor_format == TensorFormat::Json)
+    {
         return invalid("gRPC sends tensors as raw contents; --input/--output-tensor-format apply to HTTP");
     }
     if let Some(path) = &args.plot {
@@ -217,13 +219,10 @@ async fn fetch_model(args: &BenchArgs) -> Result<(ModelMetadata, Option<i64>), B
             let model_path = format!("/v2/models/{}", encode_segment(&args.model));
             let (status, body) = control.get(&target, &model_path).await?;
             if status != StatusCode::OK {
-                return Err(BenchError::Server(format!(
-                    "GET {model_path} answered {status}: {}",
-                    String::from_utf8_lossy(&body).trim()
-                )));
+                return Err(BenchError::Server(format!("GET {model_path} answered {status}: {}", String::from_utf8_lossy(&body).trim())));
             }
-            let metadata: ModelMetadata = serde_json::from_slice(&body)
-                .map_err(|e| BenchError::Server(format!("model metadata of '{}': {e}", args.model)))?;
+            let metadata: ModelMetadata =
+                serde_json::from_slice(&body).map_err(|e| BenchError::Server(format!("model metadata of '{}': {e}", args.model)))?;
             // Triton's configuration extension; a plain V2 server may not have it.
             let max_batch_size = match control.get(&target, &format!("{model_path}/config")).await? {
                 (StatusCode::OK, body) => serde_json::from_slice::<ModelConfigSummary>(&body).ok().map(|c| c.max_batch_size),
@@ -237,7 +236,7 @@ async fn fetch_model(args: &BenchArgs) -> Result<(ModelMetadata, Option<i64>), B
 /// The requests of a run, encoded once for the run's protocol.
 enum Transport {
     Http { target: HttpTarget, requests: Arc<[PreparedInfer]> },
-    Grpc { target: GrpcTarget, requests: Arc<[quiver_runtime::proto::ModelInferRequest]> },
+    Grpc { target: GrpcTarget, requests: Arc<[quiver_core::proto::ModelInferRequest]> },
 }
 
 impl Transport {
@@ -386,7 +385,8 @@ async fn measure(load: &Load<AnyClient>, args: &BenchArgs, level: Level, mut met
     let check_stability = args.max_trials >= STABLE_WINDOWS;
     let bar = ProgressBar::new(args.max_trials as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} {prefix}: window {pos}/{len} {wide_msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ProgressStyle::with_template("{spinner} {prefix}: window {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     bar.set_prefix(level.to_string());
     bar.set_message("warming up");

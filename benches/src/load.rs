@@ -349,7 +349,7 @@ async fn open_loop_dispatcher<C: InferClient>(
     }
     pacing_stop.store(true, Ordering::Relaxed);
     drop(tickets); // a pacer blocked on a full channel sees it closed
-    // Gather every client back as its last request completes.
+                   // Gather every client back as its last request completes.
     let mut clients = Vec::with_capacity(count);
     while clients.len() < count {
         match idle_rx.recv().await {

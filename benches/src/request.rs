@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use quiver_model_formats::DataType;
+use quiver_core::DataType;
 
 use crate::{args::ShapeOverride, input::RequestData, BenchError};
 
@@ -109,9 +109,8 @@ pub fn resolve_inputs(
         .inputs
         .iter()
         .map(|input| {
-            let datatype = DataType::from_v2(&input.datatype).ok_or_else(|| {
-                BenchError::InvalidInput(format!("input '{}': unknown datatype '{}'", input.name, input.datatype))
-            })?;
+            let datatype = DataType::from_v2(&input.datatype)
+                .ok_or_else(|| BenchError::InvalidInput(format!("input '{}': unknown datatype '{}'", input.name, input.datatype)))?;
             let declared = if batching {
                 match input.shape.split_first() {
                     Some((&first, rest)) if first == -1 || first == batch_size as i64 => rest,
@@ -138,16 +137,12 @@ pub fn resolve_inputs(
                     }
                     o.dims.clone()
                 }
-                None => declared
-                    .iter()
-                    .map(|&d| usize::try_from(d).ok())
-                    .collect::<Option<Vec<usize>>>()
-                    .ok_or_else(|| {
-                        BenchError::InvalidInput(format!(
-                            "input '{}' has variable dimensions {declared:?}; give them with --shape {}:d1,d2,...",
-                            input.name, input.name
-                        ))
-                    })?,
+                None => declared.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<usize>>>().ok_or_else(|| {
+                    BenchError::InvalidInput(format!(
+                        "input '{}' has variable dimensions {declared:?}; give them with --shape {}:d1,d2,...",
+                        input.name, input.name
+                    ))
+                })?,
             };
             let shape = if batching { std::iter::once(batch_size).chain(rest).collect() } else { rest };
             Ok(InputSpec { name: input.name.clone(), datatype, shape })
@@ -362,7 +357,7 @@ mod tests {
 
     #[test]
     fn json_body_carries_the_same_elements() {
-        let inputs: Vec<InputSpec> = quiver_model_formats::datatype::ALL_DATATYPES
+        let inputs: Vec<InputSpec> = quiver_core::datatype::ALL_DATATYPES
             .iter()
             .map(|&t| InputSpec { name: t.as_v2().to_lowercase(), datatype: t, shape: vec![1, 3] })
             .collect();
@@ -378,7 +373,8 @@ mod tests {
             let elements = h["data"].as_array().unwrap();
             assert_eq!(elements.len(), 3, "{h}");
             // Re-encoding the JSON elements gives back the binary data exactly.
-            let file = crate::input::DataFile::from_json(serde_json::json!({"data": [{ t.spec.name.clone(): h["data"].clone() }]})).unwrap();
+            let file =
+                crate::input::DataFile::from_json(serde_json::json!({"data": [{ t.spec.name.clone(): h["data"].clone() }]})).unwrap();
             let again = file.requests(std::slice::from_ref(&t.spec), false).unwrap();
             assert_eq!(again[0][0].data, t.data, "{}", t.spec.datatype);
         }

@@ -45,9 +45,7 @@ impl Schedule {
         }
         let gaps = match distribution {
             Distribution::Constant => Gaps::Constant(1.0 / rate),
-            Distribution::Poisson => {
-                Gaps::Poisson(Exp::new(rate).map_err(|e| format!("rate {rate}: {e}"))?, SmallRng::seed_from_u64(seed))
-            }
+            Distribution::Poisson => Gaps::Poisson(Exp::new(rate).map_err(|e| format!("rate {rate}: {e}"))?, SmallRng::seed_from_u64(seed)),
         };
         Ok(Schedule { gaps, next: Duration::ZERO })
     }

@@ -144,13 +144,12 @@ async fn handle(mock: Arc<Mock>, request: Request<Incoming>) -> Result<Response<
         }
         ("POST", "/v2/models/m/infer") => match check_infer(&parts.headers, &body) {
             Err(e) => reply(StatusCode::BAD_REQUEST, json!({ "error": e }).to_string()),
-            Ok(_) if mock.seen.fetch_add(1, Ordering::SeqCst) % 10 == 9 => {
-                reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"busy"}"#)
-            }
+            Ok(_) if mock.seen.fetch_add(1, Ordering::SeqCst) % 10 == 9 => reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"busy"}"#),
             Ok(rows) => {
                 mock.successes.fetch_add(1, Ordering::SeqCst);
                 mock.rows.fetch_add(rows, Ordering::SeqCst);
-                let header = r#"{"model_name":"m","outputs":[{"name":"y","datatype":"FP32","shape":[2,1],"parameters":{"binary_data_size":8}}]}"#;
+                let header =
+                    r#"{"model_name":"m","outputs":[{"name":"y","datatype":"FP32","shape":[2,1],"parameters":{"binary_data_size":8}}]}"#;
                 let mut out = header.as_bytes().to_vec();
                 out.extend_from_slice(&[0; 8]);
                 let mut r = reply(StatusCode::OK, out);
@@ -311,10 +310,25 @@ async fn json_tensors_csv_and_plot() {
         .to_string(),
     )
     .unwrap();
-    let a = args(addr, &[
-        "--concurrency-range", "1:2", "-b", "2", "--input-data", data.to_str().unwrap(), "--input-tensor-format", "json",
-        "--output-tensor-format", "json", "--csv", csv.to_str().unwrap(), "--plot", plot.to_str().unwrap(),
-    ]);
+    let a = args(
+        addr,
+        &[
+            "--concurrency-range",
+            "1:2",
+            "-b",
+            "2",
+            "--input-data",
+            data.to_str().unwrap(),
+            "--input-tensor-format",
+            "json",
+            "--output-tensor-format",
+            "json",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--plot",
+            plot.to_str().unwrap(),
+        ],
+    );
     let reports = run_with_output(a, &mut Vec::new()).await.unwrap();
     for r in &reports {
         // Any request the mock found malformed would be a 400.

@@ -1,6 +1,6 @@
 //! The one error type of the request path. Each edge maps it to its protocol's status once.
 
-use quiver_model_formats::{BackendError, ConfigError, TensorError};
+use quiver_core::{BackendError, ConfigError, TensorError};
 use thiserror::Error;
 
 /// Why a request could not be served.

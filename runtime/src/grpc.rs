@@ -3,7 +3,7 @@
 use std::{pin::Pin, sync::Arc};
 
 use bytes::Bytes;
-use quiver_model_formats::{tensor::shape_from_i64, DataType, Tensor};
+use quiver_core::{tensor::shape_from_i64, DataType, Tensor};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -83,11 +83,7 @@ fn invalid(message: impl Into<String>) -> ServeError {
 pub fn decode_request(request: proto::ModelInferRequest) -> Result<InferRequest, ServeError> {
     let raw = request.raw_input_contents;
     if !raw.is_empty() && raw.len() != request.inputs.len() {
-        return Err(invalid(format!(
-            "raw_input_contents has {} entries but there are {} inputs",
-            raw.len(),
-            request.inputs.len()
-        )));
+        return Err(invalid(format!("raw_input_contents has {} entries but there are {} inputs", raw.len(), request.inputs.len())));
     }
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for (ix, input) in request.inputs.into_iter().enumerate() {
@@ -99,13 +95,11 @@ pub fn decode_request(request: proto::ModelInferRequest) -> Result<InferRequest,
         }
         let tensor = match (raw.get(ix), input.contents) {
             (Some(_), Some(_)) => {
-                return Err(invalid(format!(
-                    "input '{}': contents and raw_input_contents are mutually exclusive",
-                    input.name
-                )))
+                return Err(invalid(format!("input '{}': contents and raw_input_contents are mutually exclusive", input.name)))
             }
-            (Some(bytes), None) => Tensor::from_bytes(datatype, shape, bytes.clone())
-                .map_err(|e| invalid(format!("input '{}': {e}", input.name)))?,
+            (Some(bytes), None) => {
+                Tensor::from_bytes(datatype, shape, bytes.clone()).map_err(|e| invalid(format!("input '{}': {e}", input.name)))?
+            }
             (None, Some(contents)) => typed_tensor(&input.name, datatype, shape, contents)?,
             (None, None) => return Err(invalid(format!("input '{}' has no contents", input.name))),
         };
@@ -122,17 +116,12 @@ pub fn decode_request(request: proto::ModelInferRequest) -> Result<InferRequest,
             Ok(RequestedOutput { name: o.name, parameters })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(InferRequest {
-        id: Some(request.id).filter(|id| !id.is_empty()),
-        parameters: parameters(request.parameters),
-        inputs,
-        outputs,
-    })
+    Ok(InferRequest { id: Some(request.id).filter(|id| !id.is_empty()), parameters: parameters(request.parameters), inputs, outputs })
 }
 
 fn typed_tensor(name: &str, datatype: DataType, shape: Vec<usize>, c: proto::InferTensorContents) -> Result<Tensor, ServeError> {
-    let expected = quiver_model_formats::tensor::element_count(&shape)
-        .ok_or_else(|| invalid(format!("input '{name}': shape {shape:?} is too large")))?;
+    let expected =
+        quiver_core::tensor::element_count(&shape).ok_or_else(|| invalid(format!("input '{name}': shape {shape:?} is too large")))?;
     let count = |n: usize| {
         if n == expected {
             Ok(())
@@ -221,10 +210,7 @@ impl GrpcInferenceService for InferenceService {
         Ok(Response::new(proto::ModelReadyResponse { ready }))
     }
 
-    async fn server_metadata(
-        &self,
-        _: Request<proto::ServerMetadataRequest>,
-    ) -> Result<Response<proto::ServerMetadataResponse>, Status> {
+    async fn server_metadata(&self, _: Request<proto::ServerMetadataRequest>) -> Result<Response<proto::ServerMetadataResponse>, Status> {
         Ok(Response::new(proto::ServerMetadataResponse {
             name: SERVER_NAME.to_string(),
             version: SERVER_VERSION.to_string(),
@@ -238,7 +224,7 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<proto::ModelMetadataResponse>, Status> {
         let request = request.into_inner();
         let model = self.registry.info(&request.name, &request.version).map_err(status_of)?;
-        let tensors = |list: &[quiver_model_formats::TensorInfo]| {
+        let tensors = |list: &[quiver_core::TensorInfo]| {
             list.iter()
                 .map(|t| proto::model_metadata_response::TensorMetadata {
                     name: t.name.clone(),
@@ -397,7 +383,12 @@ mod tests {
         };
         let decoded = decode_request(raw).unwrap();
         let typed = proto::ModelInferRequest {
-            inputs: vec![input("a", "FP32", vec![2], Some(proto::InferTensorContents { fp32_contents: vec![1.0, 2.0], ..Default::default() }))],
+            inputs: vec![input(
+                "a",
+                "FP32",
+                vec![2],
+                Some(proto::InferTensorContents { fp32_contents: vec![1.0, 2.0], ..Default::default() }),
+            )],
             ..Default::default()
         };
         assert_eq!(decode_request(typed).unwrap().inputs[0].tensor, decoded.inputs[0].tensor);
@@ -423,7 +414,12 @@ mod tests {
         };
         assert!(decode_request(wrong_len).is_err());
         let huge = proto::ModelInferRequest {
-            inputs: vec![input("a", "FP32", vec![1 << 40], Some(proto::InferTensorContents { fp32_contents: vec![1.0], ..Default::default() }))],
+            inputs: vec![input(
+                "a",
+                "FP32",
+                vec![1 << 40],
+                Some(proto::InferTensorContents { fp32_contents: vec![1.0], ..Default::default() }),
+            )],
             ..Default::default()
         };
         assert!(decode_request(huge).is_err());

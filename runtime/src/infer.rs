@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use quiver_model_formats::{Tensor, TokenCount};
+use quiver_core::{Tensor, TokenCount};
 
 /// A request or tensor parameter value (the `InferParameter` oneof).
 #[derive(Debug, Clone, PartialEq)]

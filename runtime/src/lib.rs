@@ -4,7 +4,7 @@
 //! REST binding, [`grpc`] for its gRPC binding), are decoded into the protocol-neutral
 //! [`infer::InferRequest`], routed by the [`registry`] to a loaded model version, checked
 //! against its configuration, queued on that version's [`scheduler`] and executed by a backend
-//! from `quiver-model-formats`. Errors are one enum, [`error::ServeError`], mapped to HTTP and
+//! from the engines the server is given (`quiver_core::Engines`). Errors are one enum, [`error::ServeError`], mapped to HTTP and
 //! gRPC status at each edge.
 #![warn(missing_docs)]
 
@@ -19,11 +19,8 @@ pub mod repository;
 pub mod scheduler;
 pub mod server;
 
-/// Types generated from `proto/grpc_service.proto` (package `inference`).
-#[allow(missing_docs, clippy::all)]
-pub mod proto {
-    tonic::include_proto!("inference");
-}
+/// The protocol's generated types (package `inference`), from the core crate.
+pub use quiver_core::proto;
 
 pub use error::ServeError;
 pub use server::{Server, ServerOptions};

@@ -8,7 +8,7 @@ use std::{sync::OnceLock, time::Duration};
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Counter, Gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use quiver_model_formats::candle::device::{self, GpuInfo};
+use quiver_core::{Engines, GpuInfo};
 use tracing::warn;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -62,11 +62,12 @@ pub fn record_gpu_memory(gpus: &[GpuInfo]) {
 }
 
 /// Refreshes the GPU memory gauges every `interval` (at least 100 ms) until the task is
-/// dropped. Returns at once in a build without the `cuda` feature, which has no GPUs and so
-/// exports no GPU metrics. A driver that cannot be queried logs one warning (not one per tick)
-/// and leaves the gauges as they were; the server serves on.
-pub async fn export_gpu_memory(interval: Duration) {
-    if !device::CUDA_BUILT {
+/// dropped, from the first of `engines` with GPU support. Returns at once when none has any (a
+/// build without the `cuda` feature), which then exports no GPU metrics. A driver that cannot
+/// be queried logs one warning (not one per tick) and leaves the gauges as they were; the
+/// server serves on.
+pub async fn export_gpu_memory(interval: Duration, engines: Engines) {
+    if engines.gpus().is_none() {
         return;
     }
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
@@ -74,8 +75,9 @@ pub async fn export_gpu_memory(interval: Duration) {
     let mut warned = false;
     loop {
         tick.tick().await;
-        let reading = match tokio::task::spawn_blocking(device::gpus).await {
-            Ok(reading) => reading.map_err(|e| e.to_string()),
+        let engines = engines.clone();
+        let reading = match tokio::task::spawn_blocking(move || engines.gpus()).await {
+            Ok(reading) => reading.unwrap_or_else(|| Ok(Vec::new())),
             Err(e) => Err(e.to_string()),
         };
         match reading {
@@ -121,9 +123,7 @@ impl VersionMetrics {
     pub fn new(model: &str, version: &str) -> VersionMetrics {
         install();
         let labels = [("model", model.to_string()), ("version", version.to_string())];
-        let failure = |reason: &'static str| {
-            counter!("nv_inference_request_failure", "model" => model.to_string(), "version" => version.to_string(), "reason" => reason)
-        };
+        let failure = |reason: &'static str| counter!("nv_inference_request_failure", "model" => model.to_string(), "version" => version.to_string(), "reason" => reason);
         VersionMetrics {
             success: counter!("nv_inference_request_success", &labels),
             failure_rejected: failure("REJECTED"),
@@ -198,13 +198,8 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_cuda_nothing_is_polled() {
-        if device::CUDA_BUILT {
-            return;
-        }
+    async fn without_gpu_engines_nothing_is_polled() {
         // Returns at once rather than looping on a timer.
-        tokio::time::timeout(Duration::from_secs(5), export_gpu_memory(Duration::from_millis(1)))
-            .await
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), export_gpu_memory(Duration::from_millis(1), Engines::default())).await.unwrap();
     }
 }

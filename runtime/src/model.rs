@@ -7,11 +7,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use quiver_model_formats::{
-    candle::{self, CandleBackend},
+use quiver_core::{
     config::{self, ConfigError},
-    onnx::OnnxBackend,
-    proto, Backend, DataType, LoadOptions as BackendOptions, Model, ModelConfig, Placement, Tensor, TensorInfo,
+    proto, Backend, DataType, EngineError, Engines, LoadOptions as BackendOptions, Model, ModelConfig, Placement, Tensor, TensorInfo,
     TokenCount,
 };
 use thiserror::Error;
@@ -27,14 +25,9 @@ use crate::{
 /// Why a model version could not be loaded.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum LoadError {
-    /// No backend serves the config's platform/backend.
-    #[error("no backend for platform '{platform}' / backend '{backend}' (Quiver serves onnxruntime_onnx, and huggingface with backend candle)")]
-    UnsupportedPlatform {
-        /// The config's platform.
-        platform: String,
-        /// The config's backend.
-        backend: String,
-    },
+    /// No engine serves the config's platform/backend.
+    #[error("{0}")]
+    UnsupportedPlatform(#[from] EngineError),
     /// The backend failed to load the file.
     #[error("{0}")]
     Backend(String),
@@ -55,26 +48,14 @@ pub struct LoadOptions {
     /// `max_batch_size` given by auto-complete to models that can batch (Triton's
     /// `default-max-batch-size` backend setting, 4 by default).
     pub default_max_batch_size: i32,
+    /// The engines models run on; the config's platform/backend (or the version's files)
+    /// choose one per model.
+    pub engines: Engines,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { default_max_batch_size: 4 }
-    }
-}
-
-/// The backend of a version: by the config's platform/backend, or, when the config names
-/// neither, by what the version directory holds (a Hugging Face checkout, else ONNX).
-fn backend_for(config: &ModelConfig, version_dir: &Path) -> Result<&'static dyn Backend, LoadError> {
-    static ONNX: OnnxBackend = OnnxBackend;
-    static CANDLE: CandleBackend = CandleBackend;
-    match (config.platform.as_str(), config.backend.as_str()) {
-        ("", "") if candle::is_huggingface_dir(version_dir) => Ok(&CANDLE),
-        ("" | "onnxruntime_onnx", "" | "onnxruntime") => Ok(&ONNX),
-        ("" | "huggingface", "candle" | "huggingface") | ("huggingface", "") => Ok(&CANDLE),
-        (platform, backend) => {
-            Err(LoadError::UnsupportedPlatform { platform: platform.to_string(), backend: backend.to_string() })
-        }
+        LoadOptions { default_max_batch_size: 4, engines: Engines::default() }
     }
 }
 
@@ -108,7 +89,11 @@ impl VersionInfo {
 
     /// The platform reported in metadata.
     pub fn platform(&self) -> &str {
-        if self.config.platform.is_empty() { &self.config.backend } else { &self.config.platform }
+        if self.config.platform.is_empty() {
+            &self.config.backend
+        } else {
+            &self.config.platform
+        }
     }
 
     /// Inputs as the metadata reports them (full shapes, -1 for variable dims).
@@ -197,7 +182,7 @@ impl ModelVersion {
     /// Loads `version` of the model in `dir`. Blocking: call it off the reactor.
     pub fn load(dir: &ModelDirectory, version: u64, options: &LoadOptions) -> Result<ModelVersion, LoadError> {
         let version_dir = dir.path.join(version.to_string());
-        let backend = backend_for(&dir.config, &version_dir)?;
+        let backend = options.engines.select(&dir.config.platform, &dir.config.backend, &version_dir)?.as_ref();
         let file = if dir.config.default_model_filename.is_empty() {
             backend.default_model_filename()
         } else {
@@ -217,9 +202,10 @@ impl ModelVersion {
         let batching = config.max_batch_size > 0;
         let full_shape = |dims: &[i64]| if batching { std::iter::once(-1).chain(dims.iter().copied()).collect() } else { dims.to_vec() };
         let datatype = |dt: i32| {
-            proto::DataType::try_from(dt).ok().and_then(DataType::from_config).ok_or_else(|| {
-                LoadError::Config(ConfigError::Mismatch(format!("invalid data_type {dt}")))
-            })
+            proto::DataType::try_from(dt)
+                .ok()
+                .and_then(DataType::from_config)
+                .ok_or_else(|| LoadError::Config(ConfigError::Mismatch(format!("invalid data_type {dt}"))))
         };
         let inputs = config
             .input
@@ -318,8 +304,8 @@ impl ModelVersion {
     /// marked ready only after it has served them. Warmups are not counted in the metrics.
     pub async fn warmup(&self, model_dir: &Path) -> Result<(), LoadError> {
         for sample in &self.info.config.model_warmup {
-            let request = warmup_request(sample, &self.info, model_dir)
-                .map_err(|e| LoadError::Warmup(format!("sample '{}': {e}", sample.name)))?;
+            let request =
+                warmup_request(sample, &self.info, model_dir).map_err(|e| LoadError::Warmup(format!("sample '{}': {e}", sample.name)))?;
             for _ in 0..sample.count.max(1) {
                 self.infer_unrecorded(request.clone())
                     .await
@@ -347,9 +333,10 @@ impl ModelVersion {
         let param = |name: &str| -> Result<Option<u64>, ServeError> {
             match request.parameters.get(name) {
                 None => Ok(None),
-                Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-                    ServeError::InvalidInput(format!("parameter '{name}' must be a non-negative integer"))
-                }),
+                Some(v) => v
+                    .as_u64()
+                    .map(Some)
+                    .ok_or_else(|| ServeError::InvalidInput(format!("parameter '{name}' must be a non-negative integer"))),
             }
         };
         let params = ScheduleParams {
@@ -476,8 +463,7 @@ impl ModelVersion {
         if self.info.config.max_batch_size > 0 {
             shape.push(*tensor.shape().first().ok_or("the tensor has no batch dimension")?);
         }
-        let known: usize = dims.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product::<usize>()
-            * shape.first().copied().unwrap_or(1);
+        let known: usize = dims.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product::<usize>() * shape.first().copied().unwrap_or(1);
         let variable = dims.iter().filter(|&&d| d < 0).count();
         let total = tensor.element_count();
         for &d in dims {
@@ -511,7 +497,11 @@ impl ModelVersion {
                 )));
             }
         }
-        if dims.all(|(&got, &want)| want == -1 || got as i64 == want) { Ok(()) } else { Err(mismatch()) }
+        if dims.all(|(&got, &want)| want == -1 || got as i64 == want) {
+            Ok(())
+        } else {
+            Err(mismatch())
+        }
     }
 
     /// Indices (into `outputs()`) of the requested outputs; all of them when none are named.

@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use quiver_model_formats::{
+use quiver_core::{
     config,
     proto::{model_version_policy::PolicyChoice, ModelVersionPolicy},
     ModelConfig,
@@ -74,8 +74,7 @@ impl ModelDirectory {
         let path = repository.join(name);
         let config_path = path.join("config.pbtxt");
         let config = match fs::read_to_string(&config_path) {
-            Ok(text) => config::parse_pbtxt(&text)
-                .map_err(|source| RepositoryError::Config { path: config_path.clone(), source })?,
+            Ok(text) => config::parse_pbtxt(&text).map_err(|source| RepositoryError::Config { path: config_path.clone(), source })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ModelConfig::default(),
             Err(e) => return Err(io_error(&config_path, e)),
         };
@@ -114,18 +113,16 @@ pub fn select_versions(policy: Option<&ModelVersionPolicy>, available: &[u64]) -
             chosen
         }
         Some(PolicyChoice::All(_)) => available.to_vec(),
-        Some(PolicyChoice::Specific(specific)) => available
-            .iter()
-            .copied()
-            .filter(|v| specific.versions.iter().any(|&s| u64::try_from(s).ok() == Some(*v)))
-            .collect(),
+        Some(PolicyChoice::Specific(specific)) => {
+            available.iter().copied().filter(|v| specific.versions.iter().any(|&s| u64::try_from(s).ok() == Some(*v))).collect()
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quiver_model_formats::proto::model_version_policy::{All, Latest, Specific};
+    use quiver_core::proto::model_version_policy::{All, Latest, Specific};
 
     fn policy(choice: PolicyChoice) -> ModelVersionPolicy {
         ModelVersionPolicy { policy_choice: Some(choice) }
@@ -137,10 +134,7 @@ mod tests {
         assert_eq!(select_versions(None, &available), vec![10]);
         assert_eq!(select_versions(Some(&policy(PolicyChoice::Latest(Latest { num_versions: 2 }))), &available), vec![5, 10]);
         assert_eq!(select_versions(Some(&policy(PolicyChoice::All(All {}))), &available), vec![1, 2, 5, 10]);
-        assert_eq!(
-            select_versions(Some(&policy(PolicyChoice::Specific(Specific { versions: vec![2, 3, 10] }))), &available),
-            vec![2, 10]
-        );
+        assert_eq!(select_versions(Some(&policy(PolicyChoice::Specific(Specific { versions: vec![2, 3, 10] }))), &available), vec![2, 10]);
         assert!(select_versions(None, &[]).is_empty());
     }
 

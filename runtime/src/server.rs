@@ -121,7 +121,7 @@ impl Server {
             shutting_down: shutting_down.clone(),
         });
         let http_task = tokio::spawn(http::serve(http, http_state, stopped(stop_rx.clone())));
-        let gpu_metrics = tokio::spawn(metrics::export_gpu_memory(options.metrics_interval));
+        let gpu_metrics = tokio::spawn(metrics::export_gpu_memory(options.metrics_interval, options.registry.load.engines.clone()));
         let service = GrpcInferenceServiceServer::new(InferenceService::new(registry.clone(), shutting_down.clone()))
             .max_decoding_message_size(options.max_body_bytes)
             .max_encoding_message_size(usize::MAX);
@@ -130,10 +130,7 @@ impl Server {
                 .add_service(service)
                 // TCP_NODELAY: without it a small response waits out the client's delayed ACK
                 // (~40 ms) behind Nagle's algorithm.
-                .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                    stopped(stop_rx),
-                ),
+                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)), stopped(stop_rx)),
         );
 
         let load = registry.load_startup();

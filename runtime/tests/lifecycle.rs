@@ -10,9 +10,11 @@ use std::{
 };
 
 use bytes::Bytes;
-use quiver_model_formats::{DataType, Tensor};
+use quiver_core::{DataType, Engines, Tensor};
+use quiver_engine_tract::OnnxBackend;
 use quiver_runtime::{
     infer::{InferInput, InferRequest},
+    model::LoadOptions,
     registry::{traffic::Revision, ControlMode, ModelRegistry, RegistryOptions, TrafficChange},
     ServeError,
 };
@@ -36,7 +38,11 @@ impl Repo {
     fn registry(&self, mode: ControlMode, startup: &[&str]) -> ModelRegistry {
         ModelRegistry::new(
             self.0.clone(),
-            RegistryOptions { control_mode: mode, startup_models: startup.iter().map(|s| s.to_string()).collect(), ..Default::default() },
+            RegistryOptions {
+                control_mode: mode,
+                startup_models: startup.iter().map(|s| s.to_string()).collect(),
+                load: LoadOptions { engines: Engines::new(vec![Arc::new(OnnxBackend)]), ..Default::default() },
+            },
         )
     }
 }

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import QUIVER_BIN, REPO_ROOT
 
-TRACES = REPO_ROOT / "autoscaler" / "traces"
+TRACES = REPO_ROOT / "autoscaler" / "simulator" / "traces"
 MAX_SCALE = 8  # the spike alone would ask for 9
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -23,29 +23,13 @@ fn config(pairs: &[(&str, &str)]) -> AutoscalerConfig {
 
 /// `(load, seconds)` segments into one load per second.
 fn loads(segments: &[(f64, usize)]) -> Vec<f64> {
-    segments
-        .iter()
-        .flat_map(|&(load, n)| std::iter::repeat_n(load, n))
-        .collect()
+    segments.iter().flat_map(|&(load, n)| std::iter::repeat_n(load, n)).collect()
 }
 
 /// Simulates `segments` of concurrency (or rps when the config says so) from second 0.
-fn run(
-    config: &AutoscalerConfig,
-    segments: &[(f64, usize)],
-    startup_delay_s: u64,
-    initial_ready: u32,
-) -> Vec<SimulatedSecond> {
-    let trace = Trace {
-        metric: config.metric,
-        start_s: 0,
-        loads: loads(segments),
-    };
-    let model = ReplicaModel {
-        startup_delay_s,
-        capacity_per_replica: config.total_per_replica,
-        initial_ready,
-    };
+fn run(config: &AutoscalerConfig, segments: &[(f64, usize)], startup_delay_s: u64, initial_ready: u32) -> Vec<SimulatedSecond> {
+    let trace = Trace { metric: config.metric, start_s: 0, loads: loads(segments) };
+    let model = ReplicaModel { startup_delay_s, capacity_per_replica: config.total_per_replica, initial_ready };
     simulate(&trace, config, &model)
 }
 
@@ -63,10 +47,7 @@ fn desired(seconds: &[SimulatedSecond]) -> Vec<u32> {
     seconds.iter().map(|s| s.desired).collect()
 }
 
-fn first_second(
-    seconds: &[SimulatedSecond],
-    holds: impl Fn(&SimulatedSecond) -> bool,
-) -> Option<u64> {
+fn first_second(seconds: &[SimulatedSecond], holds: impl Fn(&SimulatedSecond) -> bool) -> Option<u64> {
     seconds.iter().find(|s| holds(s)).map(|s| s.time_s)
 }
 
@@ -79,27 +60,13 @@ fn steady_load_holds_a_steady_count() {
         (&[], 70.0, 1),
         (&[("autoscaling.knative.dev/target", "10")], 35.0, 5),
         (&[("containerConcurrency", "1")], 3.0, 5), // target 0.7
-        (
-            &[(
-                "autoscaling.knative.dev/target-utilization-percentage",
-                "100",
-            )],
-            300.0,
-            3,
-        ),
+        (&[("autoscaling.knative.dev/target-utilization-percentage", "100")], 300.0, 3),
     ];
     for (pairs, load, want) in cases {
         let c = config(pairs);
         let seconds = run(&c, &[(*load, 300)], 0, *want);
-        assert!(
-            desired(&seconds).iter().all(|d| d == want),
-            "{pairs:?} load {load}: {:?}",
-            desired(&seconds)
-        );
-        assert!(
-            seconds.iter().all(|s| !s.panic),
-            "{pairs:?}: no panic at a steady load"
-        );
+        assert!(desired(&seconds).iter().all(|d| d == want), "{pairs:?} load {load}: {:?}", desired(&seconds));
+        assert!(seconds.iter().all(|s| !s.panic), "{pairs:?}: no panic at a steady load");
     }
 }
 
@@ -112,23 +79,13 @@ fn a_step_up_is_followed_within_seconds() {
         // 3 → 5: 5/3 < 200%, the stable window ramps up, no panic.
         (&[], 150.0, 350.0, 5, 5, false),
         // A higher panic threshold tolerates the 1 → 5 step.
-        (
-            &[("autoscaling.knative.dev/panic-threshold-percentage", "600")],
-            50.0,
-            300.0,
-            5,
-            5,
-            false,
-        ),
+        (&[("autoscaling.knative.dev/panic-threshold-percentage", "600")], 50.0, 300.0, 5, 5, false),
     ];
     for (pairs, before, after, delay, want, want_panic) in cases {
         let c = config(pairs);
         let initial = (before / c.target).ceil() as u32;
         let seconds = run(&c, &[(*before, 120), (*after, 240)], *delay, initial);
-        assert!(
-            seconds[..120].iter().all(|s| s.desired == initial),
-            "{pairs:?}"
-        );
+        assert!(seconds[..120].iter().all(|s| s.desired == initial), "{pairs:?}");
         let reached = first_second(&seconds, |s| s.desired == *want).unwrap();
         let ready = first_second(&seconds, |s| s.ready == *want).unwrap();
         let panicked = seconds.iter().any(|s| s.panic);
@@ -136,19 +93,12 @@ fn a_step_up_is_followed_within_seconds() {
         if *want_panic {
             // Panic starts with the step, and the count follows within a panic window.
             assert_eq!(first_second(&seconds, |s| s.panic), Some(120), "{pairs:?}");
-            assert!(
-                reached < 120 + c.panic_window_s,
-                "{pairs:?}: desired {want} at {reached}"
-            );
+            assert!(reached < 120 + c.panic_window_s, "{pairs:?}: desired {want} at {reached}");
         } else {
             // The stable window follows within a window.
             assert!(reached <= 180, "{pairs:?}: desired {want} at {reached}");
         }
-        assert_eq!(
-            ready,
-            reached + delay,
-            "{pairs:?}: replicas are ready after the start-up delay"
-        );
+        assert_eq!(ready, reached + delay, "{pairs:?}: replicas are ready after the start-up delay");
         assert_eq!(seconds.last().unwrap().desired, *want, "{pairs:?}");
     }
 }
@@ -158,11 +108,7 @@ fn a_spike_enters_panic_and_leaves_a_stable_window_after_the_last_trigger() {
     // Replicas start at once, so the ready count follows the decisions exactly.
     let c = AutoscalerConfig::default();
     let seconds = run(&c, &[(40.0, 100), (600.0, 10), (40.0, 200)], 0, 1);
-    let panic: Vec<u64> = seconds
-        .iter()
-        .filter(|s| s.panic)
-        .map(|s| s.time_s)
-        .collect();
+    let panic: Vec<u64> = seconds.iter().filter(|s| s.panic).map(|s| s.time_s).collect();
     // At 100 the panic window (95..=100) averages 133 → 2 replicas for 1 ready: 200%.
     assert_eq!(panic.first(), Some(&100));
     // The last trigger is at 101 (4 wanted for 2 ready); panic ends when 101 + 60 < now.
@@ -174,9 +120,7 @@ fn a_spike_enters_panic_and_leaves_a_stable_window_after_the_last_trigger() {
     assert!(seconds[110..162].iter().all(|s| s.desired == peak));
     // Afterwards it comes down to the baseline.
     assert_eq!(seconds.last().unwrap().desired, 1);
-    assert!(seconds[162..]
-        .windows(2)
-        .all(|w| w[1].desired <= w[0].desired));
+    assert!(seconds[162..].windows(2).all(|w| w[1].desired <= w[0].desired));
 }
 
 #[test]
@@ -190,44 +134,24 @@ fn panic_never_scales_down_and_stays_while_triggered() {
     assert_eq!(burst.last().unwrap().desired, 10);
     // The load falls at once but panic holds the count for a stable window after the last trigger.
     let after = drive(&mut kpa, 66, 0.0, 61, 10);
-    assert!(
-        after[..60].iter().all(|d| d.panic && d.desired == 10),
-        "{:?}",
-        after.iter().map(|d| d.desired).collect::<Vec<_>>()
-    );
+    assert!(after[..60].iter().all(|d| d.panic && d.desired == 10), "{:?}", after.iter().map(|d| d.desired).collect::<Vec<_>>());
     assert!(!after[60].panic, "panic ends once 65 + 60 < now");
 }
 
 #[test]
 fn scale_down_is_bounded_by_max_scale_down_rate() {
     // (max-scale-down-rate, ready, expected desired when the load has gone)
-    let cases: &[(&str, u32, u32)] = &[
-        ("2", 20, 10),
-        ("2", 21, 10),
-        ("4", 20, 5),
-        ("1.5", 20, 13),
-        ("2", 1, 0),
-    ];
+    let cases: &[(&str, u32, u32)] = &[("2", 20, 10), ("2", 21, 10), ("4", 20, 5), ("1.5", 20, 13), ("2", 1, 0)];
     for (rate, ready, want) in cases {
-        let c = config(&[
-            ("max-scale-down-rate", rate),
-            ("autoscaling.knative.dev/min-scale", "0"),
-        ]);
+        let c = config(&[("max-scale-down-rate", rate), ("autoscaling.knative.dev/min-scale", "0")]);
         let mut kpa = Autoscaler::new(c, 0);
         drive(&mut kpa, 0, 70.0 * f64::from(*ready), 60, *ready);
         // A full window of zeros: the stable average is 0, so only the rate limit holds replicas.
         let d = drive(&mut kpa, 60, 0.0, 60, *ready);
-        assert_eq!(
-            d.last().unwrap().recommended,
-            Some(*want),
-            "rate {rate}, ready {ready}"
-        );
+        assert_eq!(d.last().unwrap().recommended, Some(*want), "rate {rate}, ready {ready}");
     }
     // Once the stable average is 0, each decision halves the count the ready replicas follow.
-    let c = AutoscalerConfig {
-        enable_scale_to_zero: false,
-        ..config(&[("autoscaling.knative.dev/window", "6s")])
-    };
+    let c = AutoscalerConfig { enable_scale_to_zero: false, ..config(&[("autoscaling.knative.dev/window", "6s")]) };
     let mut kpa = Autoscaler::new(c, 0);
     drive(&mut kpa, 0, 70.0 * 64.0, 6, 64);
     let mut ready = 64;
@@ -241,9 +165,7 @@ fn scale_down_is_bounded_by_max_scale_down_rate() {
         ready = d.desired;
     }
     let start = halving[0];
-    let want: Vec<u32> = std::iter::successors(Some(start), |&n| Some((n / 2).max(1)))
-        .take(halving.len())
-        .collect();
+    let want: Vec<u32> = std::iter::successors(Some(start), |&n| Some((n / 2).max(1))).take(halving.len()).collect();
     assert!(start > 1, "the average reached 0 before the count did");
     assert_eq!(halving, want);
 }
@@ -255,38 +177,14 @@ fn scale_to_zero_waits_for_the_window_and_the_grace_period() {
         // The activator is not in the path (burst capacity 0): the stable window empties at 89
         // (29 + 60), the service goes inactive, and the grace period runs: 89 + 30.
         (&[("target-burst-capacity", "0")], Some(119)),
-        (
-            &[
-                ("target-burst-capacity", "0"),
-                ("scale-to-zero-grace-period", "1m"),
-            ],
-            Some(149),
-        ),
+        (&[("target-burst-capacity", "0"), ("scale-to-zero-grace-period", "1m")], Some(149)),
         // A pod retention period longer than the grace period keeps the last replica longer.
-        (
-            &[
-                ("target-burst-capacity", "0"),
-                (
-                    "autoscaling.knative.dev/scale-to-zero-pod-retention-period",
-                    "90s",
-                ),
-            ],
-            Some(179),
-        ),
+        (&[("target-burst-capacity", "0"), ("autoscaling.knative.dev/scale-to-zero-pod-retention-period", "90s")], Some(179)),
         // With Knative's default burst capacity (211 > one replica's 100) the activator has been
         // in the path all along, so its grace period has long passed: zero right after inactive.
         (&[], Some(90)),
-        (
-            &[("autoscaling.knative.dev/target-burst-capacity", "-1")],
-            Some(90),
-        ),
-        (
-            &[
-                ("autoscaling.knative.dev/window", "20s"),
-                ("target-burst-capacity", "0"),
-            ],
-            Some(79),
-        ),
+        (&[("autoscaling.knative.dev/target-burst-capacity", "-1")], Some(90)),
+        (&[("autoscaling.knative.dev/window", "20s"), ("target-burst-capacity", "0")], Some(79)),
         (&[("autoscaling.knative.dev/min-scale", "1")], None),
         (&[("enable-scale-to-zero", "false")], None),
         (&[("minReplicas", "1")], None),
@@ -297,12 +195,7 @@ fn scale_to_zero_waits_for_the_window_and_the_grace_period() {
         let zero_at = first_second(&seconds, |s| s.desired == 0);
         assert_eq!(zero_at, *want, "{pairs:?}");
         if let Some(at) = zero_at {
-            assert!(
-                seconds[at as usize..]
-                    .iter()
-                    .all(|s| s.desired == 0 && s.ready == 0),
-                "{pairs:?}: stays at zero"
-            );
+            assert!(seconds[at as usize..].iter().all(|s| s.desired == 0 && s.ready == 0), "{pairs:?}: stays at zero");
         } else {
             assert!(seconds.iter().all(|s| s.desired >= 1), "{pairs:?}");
         }
@@ -323,47 +216,19 @@ fn a_request_to_a_scaled_to_zero_service_scales_it_from_zero_at_once() {
         let c = config(pairs);
         let seconds = run(&c, &[(0.0, 200), (*burst, 60)], 5, 1);
         assert_eq!(seconds[199].desired, 0, "{pairs:?}: idle service at zero");
-        assert_eq!(
-            seconds[200].desired, *want,
-            "{pairs:?}: desired in the second of the first request"
-        );
-        assert!(
-            seconds[200].activator_in_path,
-            "{pairs:?}: the activator holds the requests"
-        );
-        assert!(
-            seconds[200].queued > 0.0,
-            "{pairs:?}: requests wait for the cold start"
-        );
-        assert_eq!(
-            first_second(&seconds[200..], |s| s.ready > 0),
-            Some(205),
-            "{pairs:?}"
-        );
+        assert_eq!(seconds[200].desired, *want, "{pairs:?}: desired in the second of the first request");
+        assert!(seconds[200].activator_in_path, "{pairs:?}: the activator holds the requests");
+        assert!(seconds[200].queued > 0.0, "{pairs:?}: requests wait for the cold start");
+        assert_eq!(first_second(&seconds[200..], |s| s.ready > 0), Some(205), "{pairs:?}");
     }
     // The signal itself: recorded as one request, and a decision is due when the last was zero.
-    let mut kpa = Autoscaler::new(
-        AutoscalerConfig {
-            initial_scale: 0,
-            ..AutoscalerConfig::default()
-        },
-        0,
-    );
+    let mut kpa = Autoscaler::new(AutoscalerConfig { initial_scale: 0, ..AutoscalerConfig::default() }, 0);
     assert_eq!(kpa.decide(0, 0).desired, 0, "initial scale 0, no data");
-    assert!(
-        !kpa.activator_signal(1),
-        "no zero recommendation yet: the periodic tick will see it"
-    );
+    assert!(!kpa.activator_signal(1), "no zero recommendation yet: the periodic tick will see it");
     let d = kpa.decide(1, 0);
     assert_eq!((d.desired, d.activity), (1, Activity::Activating));
     // Without any signal an idle service stays at zero.
-    let mut kpa = Autoscaler::new(
-        AutoscalerConfig {
-            initial_scale: 0,
-            ..AutoscalerConfig::default()
-        },
-        0,
-    );
+    let mut kpa = Autoscaler::new(AutoscalerConfig { initial_scale: 0, ..AutoscalerConfig::default() }, 0);
     assert!((0..100).all(|t| kpa.decide(t, 0).desired == 0));
 }
 
@@ -371,40 +236,13 @@ fn a_request_to_a_scaled_to_zero_service_scales_it_from_zero_at_once() {
 fn min_max_and_initial_scale_clamp_the_count() {
     // (settings, load, initial ready, expected final count, expected peak)
     let cases: &[(Pairs, f64, u32, u32, u32)] = &[
-        (
-            &[("autoscaling.knative.dev/max-scale", "5")],
-            10_000.0,
-            1,
-            5,
-            5,
-        ),
+        (&[("autoscaling.knative.dev/max-scale", "5")], 10_000.0, 1, 5, 5),
         (&[("maxReplicas", "4")], 10_000.0, 1, 4, 4),
         (&[("autoscaling.knative.dev/min-scale", "3")], 0.0, 3, 3, 3),
-        (
-            &[("minReplicas", "2"), ("maxReplicas", "2")],
-            500.0,
-            2,
-            2,
-            2,
-        ),
+        (&[("minReplicas", "2"), ("maxReplicas", "2")], 500.0, 2, 2, 2),
         // Initial scale is a floor until reached once, then the load decides.
-        (
-            &[("autoscaling.knative.dev/initial-scale", "4")],
-            10.0,
-            0,
-            1,
-            4,
-        ),
-        (
-            &[
-                ("max-scale", "3"),
-                ("autoscaling.knative.dev/max-scale", "6"),
-            ],
-            10_000.0,
-            1,
-            6,
-            6,
-        ),
+        (&[("autoscaling.knative.dev/initial-scale", "4")], 10.0, 0, 1, 4),
+        (&[("max-scale", "3"), ("autoscaling.knative.dev/max-scale", "6")], 10_000.0, 1, 6, 6),
     ];
     for (pairs, load, initial_ready, want_final, want_peak) in cases {
         let c = config(pairs);
@@ -412,10 +250,7 @@ fn min_max_and_initial_scale_clamp_the_count() {
         let peak = seconds.iter().map(|s| s.desired).max().unwrap();
         assert_eq!(peak, *want_peak, "{pairs:?}");
         assert_eq!(seconds.last().unwrap().desired, *want_final, "{pairs:?}");
-        assert!(
-            seconds.iter().all(|s| s.desired >= c.min_scale),
-            "{pairs:?}"
-        );
+        assert!(seconds.iter().all(|s| s.desired >= c.min_scale), "{pairs:?}");
     }
 }
 
@@ -425,42 +260,24 @@ fn rps_is_scaled_on_requests_per_second() {
     let cases: &[(Pairs, f64, u32)] = &[
         (&[("autoscaling.knative.dev/metric", "rps")], 700.0, 5),
         (&[("scaleMetric", "rps"), ("scaleTarget", "50")], 700.0, 20),
-        (
-            &[
-                ("autoscaling.knative.dev/metric", "rps"),
-                ("requests-per-second-target-default", "100"),
-            ],
-            700.0,
-            10,
-        ),
+        (&[("autoscaling.knative.dev/metric", "rps"), ("requests-per-second-target-default", "100")], 700.0, 10),
     ];
     for (pairs, rps, want) in cases {
         let c = config(pairs);
         assert_eq!(c.metric, ScaleMetric::Rps);
         let seconds = run(&c, &[(*rps, 200)], 0, *want);
-        assert!(
-            desired(&seconds).iter().all(|d| d == want),
-            "{pairs:?}: {:?}",
-            &desired(&seconds)[..10]
-        );
+        assert!(desired(&seconds).iter().all(|d| d == want), "{pairs:?}: {:?}", &desired(&seconds)[..10]);
     }
 }
 
 #[test]
 fn scale_down_delay_holds_the_highest_recent_count() {
-    let c = config(&[
-        ("autoscaling.knative.dev/scale-down-delay", "30s"),
-        ("autoscaling.knative.dev/window", "6s"),
-    ]);
+    let c = config(&[("autoscaling.knative.dev/scale-down-delay", "30s"), ("autoscaling.knative.dev/window", "6s")]);
     let mut kpa = Autoscaler::new(c, 0);
     drive(&mut kpa, 0, 700.0, 6, 10);
     let after = drive(&mut kpa, 6, 70.0, 40, 10);
     // The stable average falls within 6 s, but the count holds for the 30 s delay.
-    assert!(
-        after[..29].iter().all(|d| d.desired == 10),
-        "{:?}",
-        after.iter().map(|d| d.desired).collect::<Vec<_>>()
-    );
+    assert!(after[..29].iter().all(|d| d.desired == 10), "{:?}", after.iter().map(|d| d.desired).collect::<Vec<_>>());
     assert!(after[39].desired < 10);
 }
 
@@ -473,54 +290,20 @@ fn excess_burst_capacity_decides_whether_the_activator_stays_in_the_path() {
         // 4 × 100 − 211 − 100 = 89.
         (&[], 4, 100.0, 89.0, false),
         (&[("target-burst-capacity", "0")], 1, 60.0, 0.0, false),
-        (
-            &[("autoscaling.knative.dev/target-burst-capacity", "-1")],
-            10,
-            10.0,
-            -1.0,
-            true,
-        ),
-        (
-            &[
-                ("autoscaling.knative.dev/target-burst-capacity", "50"),
-                ("containerConcurrency", "10"),
-            ],
-            10,
-            45.0,
-            5.0,
-            false,
-        ),
-        (
-            &[
-                ("autoscaling.knative.dev/target-burst-capacity", "50"),
-                ("containerConcurrency", "10"),
-            ],
-            10,
-            55.0,
-            -5.0,
-            true,
-        ),
+        (&[("autoscaling.knative.dev/target-burst-capacity", "-1")], 10, 10.0, -1.0, true),
+        (&[("autoscaling.knative.dev/target-burst-capacity", "50"), ("containerConcurrency", "10")], 10, 45.0, 5.0, false),
+        (&[("autoscaling.knative.dev/target-burst-capacity", "50"), ("containerConcurrency", "10")], 10, 55.0, -5.0, true),
     ];
     for (pairs, ready, load, ebc, in_path) in cases {
         let mut kpa = Autoscaler::new(config(pairs), 0);
         let d = *drive(&mut kpa, 0, *load, 10, *ready).last().unwrap();
-        assert_eq!(
-            (d.excess_burst_capacity, d.activator_in_path),
-            (*ebc, *in_path),
-            "{pairs:?}"
-        );
+        assert_eq!((d.excess_burst_capacity, d.activator_in_path), (*ebc, *in_path), "{pairs:?}");
     }
 }
 
 #[test]
 fn without_data_the_last_decision_stands() {
-    let mut kpa = Autoscaler::new(
-        AutoscalerConfig {
-            initial_scale: 3,
-            ..AutoscalerConfig::default()
-        },
-        0,
-    );
+    let mut kpa = Autoscaler::new(AutoscalerConfig { initial_scale: 3, ..AutoscalerConfig::default() }, 0);
     // No sample at all: the deployment keeps its initial scale.
     let d = kpa.decide(0, 0);
     assert_eq!((d.desired, d.recommended), (3, None));
@@ -544,57 +327,29 @@ fn any_config() -> impl Strategy<Value = AutoscalerConfig> {
         0u64..30,
         (1.0f64..200.0, 110.0f64..400.0),
     )
-        .prop_map(
-            |(min, max, zero, window, panic_pct, up, down, tbc, delay, (target, threshold))| {
-                let max = max.map(|m| m.max(min).max(1));
-                let mut settings = Settings::new();
-                let mut set = |k: &str, v: String| settings.set(k, &v).unwrap();
-                set("autoscaling.knative.dev/min-scale", min.to_string());
-                set(
-                    "autoscaling.knative.dev/max-scale",
-                    max.unwrap_or(0).to_string(),
-                );
-                set("enable-scale-to-zero", zero.to_string());
-                set("autoscaling.knative.dev/window", format!("{window}s"));
-                set(
-                    "autoscaling.knative.dev/panic-window-percentage",
-                    panic_pct.to_string(),
-                );
-                set("max-scale-up-rate", up.to_string());
-                set("max-scale-down-rate", down.to_string());
-                set(
-                    "autoscaling.knative.dev/target-burst-capacity",
-                    tbc.to_string(),
-                );
-                set(
-                    "autoscaling.knative.dev/scale-down-delay",
-                    format!("{delay}s"),
-                );
-                set("autoscaling.knative.dev/target", format!("{target:.2}"));
-                set(
-                    "autoscaling.knative.dev/panic-threshold-percentage",
-                    format!("{threshold:.0}"),
-                );
-                AutoscalerConfig::from_settings(&settings).unwrap()
-            },
-        )
+        .prop_map(|(min, max, zero, window, panic_pct, up, down, tbc, delay, (target, threshold))| {
+            let max = max.map(|m| m.max(min).max(1));
+            let mut settings = Settings::new();
+            let mut set = |k: &str, v: String| settings.set(k, &v).unwrap();
+            set("autoscaling.knative.dev/min-scale", min.to_string());
+            set("autoscaling.knative.dev/max-scale", max.unwrap_or(0).to_string());
+            set("enable-scale-to-zero", zero.to_string());
+            set("autoscaling.knative.dev/window", format!("{window}s"));
+            set("autoscaling.knative.dev/panic-window-percentage", panic_pct.to_string());
+            set("max-scale-up-rate", up.to_string());
+            set("max-scale-down-rate", down.to_string());
+            set("autoscaling.knative.dev/target-burst-capacity", tbc.to_string());
+            set("autoscaling.knative.dev/scale-down-delay", format!("{delay}s"));
+            set("autoscaling.knative.dev/target", format!("{target:.2}"));
+            set("autoscaling.knative.dev/panic-threshold-percentage", format!("{threshold:.0}"));
+            AutoscalerConfig::from_settings(&settings).unwrap()
+        })
 }
 
 /// Loads with idle stretches, plateaus and spikes.
 fn any_loads() -> impl Strategy<Value = Vec<f64>> {
-    prop::collection::vec(
-        (
-            prop_oneof![Just(0.0), 0.0f64..50.0, 0.0f64..2000.0, 5000.0f64..50_000.0],
-            1usize..90,
-        ),
-        1..12,
-    )
-    .prop_map(|segments| {
-        segments
-            .iter()
-            .flat_map(|&(load, n)| std::iter::repeat_n(load, n))
-            .collect()
-    })
+    prop::collection::vec((prop_oneof![Just(0.0), 0.0f64..50.0, 0.0f64..2000.0, 5000.0f64..50_000.0], 1usize..90), 1..12)
+        .prop_map(|segments| segments.iter().flat_map(|&(load, n)| std::iter::repeat_n(load, n)).collect())
 }
 
 proptest! {

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use half::{bf16, f16};
-use quiver_model_formats::{tensor::element_count, DataType, Tensor, TensorError};
+use quiver_core::{tensor::element_count, DataType, Tensor, TensorError};
 use serde::ser::{Serialize, SerializeSeq, Serializer};
 use serde_json::Value;
 
@@ -28,8 +28,7 @@ pub fn count_leaves(value: &Value, limit: usize) -> usize {
 
 /// Builds a tensor of `datatype` and `shape` from JSON `data`, flat or nested row-major.
 pub fn tensor_from_json(name: &str, datatype: DataType, shape: Vec<usize>, data: &Value) -> Result<Tensor, ServeError> {
-    let expected = element_count(&shape)
-        .ok_or_else(|| ServeError::from(TensorError::TooLarge { shape: shape.clone(), datatype }))?;
+    let expected = element_count(&shape).ok_or_else(|| ServeError::from(TensorError::TooLarge { shape: shape.clone(), datatype }))?;
     let actual = count_leaves(data, expected);
     if actual != expected {
         return Err(ServeError::InvalidInput(format!(
@@ -39,9 +38,7 @@ pub fn tensor_from_json(name: &str, datatype: DataType, shape: Vec<usize>, data:
     }
     let mut leaves = Vec::with_capacity(expected);
     collect_leaves(data, &mut leaves);
-    let bad = |i: usize, v: &Value| {
-        ServeError::InvalidInput(format!("input '{name}': element {i} ({v}) is not a valid {datatype} value"))
-    };
+    let bad = |i: usize, v: &Value| ServeError::InvalidInput(format!("input '{name}': element {i} ({v}) is not a valid {datatype} value"));
     if datatype == DataType::Bytes {
         let elements = leaves
             .iter()

@@ -144,10 +144,9 @@ pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpRespon
     let result = match (&method, segments.as_slice()) {
         (&Method::GET, ["v2", "health", "live"]) => Ok(empty(StatusCode::OK)),
         (&Method::GET, ["v2", "health", "ready"]) => Ok(empty(if server_ready(state) { StatusCode::OK } else { StatusCode::BAD_REQUEST })),
-        (&Method::GET, ["v2"]) => Ok(json_response(
-            StatusCode::OK,
-            &json!({ "name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS }),
-        )),
+        (&Method::GET, ["v2"]) => {
+            Ok(json_response(StatusCode::OK, &json!({ "name": SERVER_NAME, "version": SERVER_VERSION, "extensions": EXTENSIONS })))
+        }
         (_, ["v2", "models", model, rest @ ..]) => {
             let (version, action) = match rest {
                 ["versions", version, action @ ..] => (*version, action),
@@ -213,9 +212,7 @@ fn decode_content(encoding: Option<&HeaderValue>, body: Bytes, limit: usize) -> 
         "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(&body[..])),
         "deflate" => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
         other => {
-            return Err(ServeError::InvalidInput(format!(
-                "unsupported Content-Encoding '{other}' (supported: gzip, deflate, identity)"
-            )))
+            return Err(ServeError::InvalidInput(format!("unsupported Content-Encoding '{other}' (supported: gzip, deflate, identity)")))
         }
     };
     let mut decoded = Vec::new();
@@ -242,15 +239,13 @@ async fn model_route(
             let info = state.registry.info(model, version)?;
             Ok(json_response(StatusCode::OK, &model_metadata(state, &info)))
         }
-        (&Method::GET, ["ready"]) => {
-            state.registry.info(model, version).map(|_| empty(StatusCode::OK)).or_else(|e| match e {
-                ServeError::Unavailable(_) => Ok(empty(StatusCode::BAD_REQUEST)),
-                other => Err(other),
-            })
-        }
+        (&Method::GET, ["ready"]) => state.registry.info(model, version).map(|_| empty(StatusCode::OK)).or_else(|e| match e {
+            ServeError::Unavailable(_) => Ok(empty(StatusCode::BAD_REQUEST)),
+            other => Err(other),
+        }),
         (&Method::GET, ["config"]) => {
             let info = state.registry.info(model, version)?;
-            let config = quiver_model_formats::config::to_json(info.config()).map_err(|e| ServeError::Inference(e.to_string()))?;
+            let config = quiver_core::config::to_json(info.config()).map_err(|e| ServeError::Inference(e.to_string()))?;
             Ok(json_response(StatusCode::OK, &config))
         }
         (&Method::POST, ["infer"]) => {
@@ -270,7 +265,7 @@ fn pinned_revision(request: &Request<Incoming>) -> Result<Option<Revision>, Serv
 
 /// The V2 model metadata document.
 pub fn model_metadata(state: &HttpState, model: &VersionInfo) -> Value {
-    let tensors = |list: &[quiver_model_formats::TensorInfo]| -> Vec<Value> {
+    let tensors = |list: &[quiver_core::TensorInfo]| -> Vec<Value> {
         list.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype.as_v2(), "shape": t.shape })).collect()
     };
     json!({

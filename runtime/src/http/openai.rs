@@ -9,7 +9,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use quiver_model_formats::{DataType, Tensor};
+use quiver_core::{DataType, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -110,12 +110,8 @@ fn encoding(format: Option<&str>) -> Result<Encoding, ServeError> {
 /// The text input's name and the embedding output's name and width, if `model` is an
 /// embedding model: one BYTES input, a first output of FP32 `[rows, hidden]`.
 fn embedding_tensors(model: &VersionInfo) -> Result<(&str, &str, usize), ServeError> {
-    let not_embedding = || {
-        invalid(format!(
-            "model '{}' is not a text embedding model (one BYTES input and an FP32 [rows, hidden] output)",
-            model.name()
-        ))
-    };
+    let not_embedding =
+        || invalid(format!("model '{}' is not a text embedding model (one BYTES input and an FP32 [rows, hidden] output)", model.name()));
     let [input] = model.inputs() else { return Err(not_embedding()) };
     let output = model.outputs().first().ok_or_else(not_embedding)?;
     let hidden = match output.shape.as_slice() {
@@ -151,8 +147,7 @@ pub async fn embeddings(state: &HttpState, request: Request<Incoming>) -> HttpRe
 async fn embed(state: &HttpState, request: Request<Incoming>) -> Result<Value, ServeError> {
     let pin = pinned_revision(&request)?;
     let (_, body) = read_body(state, request).await?;
-    let parsed: EmbeddingsRequest =
-        serde_json::from_slice(&body).map_err(|e| invalid(format!("failed to parse the request JSON: {e}")))?;
+    let parsed: EmbeddingsRequest = serde_json::from_slice(&body).map_err(|e| invalid(format!("failed to parse the request JSON: {e}")))?;
     let encoding = encoding(parsed.encoding_format.as_deref())?;
     let texts = texts(parsed.input)?;
     let first = state.registry.route(&parsed.model, "", pin).await?;
@@ -171,28 +166,33 @@ async fn embed(state: &HttpState, request: Request<Incoming>) -> Result<Value, S
         routes.push(state.registry.route(&parsed.model, "", pin).await?);
     }
     let requests = texts.iter().map(|text| infer_request(&info, input, output, text)).collect::<Result<Vec<_>, _>>()?;
-    let answers = futures_util::future::try_join_all(routes.into_iter().zip(requests).map(|(routed, request)| routed.infer(request))).await?;
+    let answers =
+        futures_util::future::try_join_all(routes.into_iter().zip(requests).map(|(routed, request)| routed.infer(request))).await?;
     let mut data = Vec::with_capacity(texts.len());
     let mut prompt_tokens = 0;
     for answer in answers {
         prompt_tokens += answer.tokens.map_or(0, |t| t.total);
-        let tensor = answer.outputs.into_iter().next().map(|o| o.tensor).ok_or_else(|| {
-            ServeError::Inference(format!("model '{}' returned no '{output}' output", parsed.model))
-        })?;
+        let tensor = answer
+            .outputs
+            .into_iter()
+            .next()
+            .map(|o| o.tensor)
+            .ok_or_else(|| ServeError::Inference(format!("model '{}' returned no '{output}' output", parsed.model)))?;
         for row in rows(&tensor, hidden)? {
             let index = data.len();
             data.push(EmbeddingObject { object: "embedding", index, embedding: vector(row, encoding) });
         }
     }
     if data.len() != texts.len() {
-        return Err(ServeError::Inference(format!("model '{}' returned {} embeddings for {} texts", parsed.model, data.len(), texts.len())));
+        return Err(ServeError::Inference(format!(
+            "model '{}' returned {} embeddings for {} texts",
+            parsed.model,
+            data.len(),
+            texts.len()
+        )));
     }
-    let response = EmbeddingsResponse {
-        object: "list",
-        data,
-        model: parsed.model,
-        usage: Usage { prompt_tokens, total_tokens: prompt_tokens },
-    };
+    let response =
+        EmbeddingsResponse { object: "list", data, model: parsed.model, usage: Usage { prompt_tokens, total_tokens: prompt_tokens } };
     serde_json::to_value(&response).map_err(|e| ServeError::Inference(e.to_string()))
 }
 

@@ -65,8 +65,8 @@ fn index(state: &HttpState, body: &Bytes) -> Result<HttpResponse, ServeError> {
     let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
         false
     } else {
-        let parsed: Value = serde_json::from_slice(body)
-            .map_err(|e| ServeError::InvalidInput(format!("failed to parse the request JSON: {e}")))?;
+        let parsed: Value =
+            serde_json::from_slice(body).map_err(|e| ServeError::InvalidInput(format!("failed to parse the request JSON: {e}")))?;
         parsed.get("ready").and_then(Value::as_bool).unwrap_or(false)
     };
     let rows: Vec<Value> = state
@@ -103,7 +103,7 @@ fn parameters(body: &[u8]) -> Result<Map<String, Value>, ServeError> {
 
 /// Triton's load parameters: `config` (the model configuration as a JSON string) replaces
 /// `config.pbtxt`; model files sent inline (`file:...`) are not supported.
-fn load_parameters(body: &[u8]) -> Result<Option<quiver_model_formats::ModelConfig>, ServeError> {
+fn load_parameters(body: &[u8]) -> Result<Option<quiver_core::ModelConfig>, ServeError> {
     let params = parameters(body)?;
     registry::load_parameters(params.keys(), params.get("config").map(Value::as_str))
 }
@@ -147,8 +147,7 @@ struct RollbackBody {
 }
 
 fn split_request(body: &[u8]) -> Result<TrafficChange, ServeError> {
-    let split: SplitBody =
-        serde_json::from_slice(body).map_err(|e| ServeError::InvalidInput(format!("invalid traffic request: {e}")))?;
+    let split: SplitBody = serde_json::from_slice(body).map_err(|e| ServeError::InvalidInput(format!("invalid traffic request: {e}")))?;
     let rollback = split.rollback.map(|r| {
         let default = RollbackRule::default();
         RollbackRule {
@@ -189,8 +188,7 @@ mod tests {
     fn split_bodies() {
         let change = split_request(br#"{"canary_version": "2", "canary_traffic_percent": 10}"#).unwrap();
         assert_eq!(change, TrafficChange::Split { canary: 2, percent: 10, stable: None, rollback: None });
-        let change =
-            split_request(br#"{"canary_version": 3, "stable_version": 1, "rollback": {"max_p99_ratio": 2.0}}"#).unwrap();
+        let change = split_request(br#"{"canary_version": 3, "stable_version": 1, "rollback": {"max_p99_ratio": 2.0}}"#).unwrap();
         let TrafficChange::Split { canary, percent, stable, rollback } = change else { panic!() };
         assert_eq!((canary, percent, stable), (3, 0, Some(1)));
         assert_eq!(rollback.unwrap().max_p99_ratio, Some(2.0));

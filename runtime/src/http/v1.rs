@@ -38,11 +38,12 @@ pub fn decode_predict(body: &[u8], model: &VersionInfo) -> Result<InferRequest, 
         let rows = instances
             .iter()
             .map(|instance| match instance {
-                Value::Object(fields) => fields
-                    .get(&spec.name)
-                    .ok_or_else(|| invalid(format!("an instance lacks input '{}'", spec.name))),
+                Value::Object(fields) => fields.get(&spec.name).ok_or_else(|| invalid(format!("an instance lacks input '{}'", spec.name))),
                 other if specs.len() == 1 => Ok(other),
-                _ => Err(invalid(format!("model '{}' has several inputs: each instance must be an object keyed by input name", model.name()))),
+                _ => Err(invalid(format!(
+                    "model '{}' has several inputs: each instance must be an object keyed by input name",
+                    model.name()
+                ))),
             })
             .collect::<Result<Vec<&Value>, _>>()?;
         let row_shape = json_shape(rows[0]);
@@ -50,11 +51,7 @@ pub fn decode_predict(body: &[u8], model: &VersionInfo) -> Result<InferRequest, 
             return Err(invalid(format!("instances of input '{}' differ in shape", spec.name)));
         }
         let data = Value::Array(rows.into_iter().cloned().collect());
-        let shape = if batching {
-            std::iter::once(instances.len()).chain(row_shape).collect()
-        } else {
-            json_shape(&data)
-        };
+        let shape = if batching { std::iter::once(instances.len()).chain(row_shape).collect() } else { json_shape(&data) };
         let tensor = tensor_from_json(&spec.name, spec.datatype, shape, &data)?;
         inputs.push(InferInput { name: spec.name.clone(), tensor });
     }

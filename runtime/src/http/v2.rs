@@ -2,7 +2,7 @@
 //! (Triton's binary tensor data extension), in both directions.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use quiver_model_formats::{tensor::shape_from_i64, DataType, Tensor};
+use quiver_core::{tensor::shape_from_i64, DataType, Tensor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -75,13 +75,10 @@ pub fn parameters_from_json(map: Option<Map<String, Value>>) -> Result<Parameter
 pub fn decode_request(body: Bytes, json_length: Option<usize>) -> Result<InferRequest, ServeError> {
     let json_length = json_length.unwrap_or(body.len());
     if json_length > body.len() {
-        return Err(invalid(format!(
-            "Inference-Header-Content-Length is {json_length} but the body has only {} bytes",
-            body.len()
-        )));
+        return Err(invalid(format!("Inference-Header-Content-Length is {json_length} but the body has only {} bytes", body.len())));
     }
-    let parsed: RequestJson = serde_json::from_slice(&body[..json_length])
-        .map_err(|e| invalid(format!("failed to parse the request JSON: {e}")))?;
+    let parsed: RequestJson =
+        serde_json::from_slice(&body[..json_length]).map_err(|e| invalid(format!("failed to parse the request JSON: {e}")))?;
     let mut binary = body.slice(json_length..);
 
     let mut inputs = Vec::with_capacity(parsed.inputs.len());
@@ -168,12 +165,7 @@ struct BinaryParameters {
 /// Which outputs go in binary form: an output's own `binary_data` parameter wins, then the
 /// request's `binary_data_output`, and JSON otherwise.
 fn wants_binary(request: &RequestOptions, name: &str) -> bool {
-    request
-        .per_output
-        .iter()
-        .find(|(n, _)| n == name)
-        .and_then(|(_, b)| *b)
-        .unwrap_or(request.binary_data_output)
+    request.per_output.iter().find(|(n, _)| n == name).and_then(|(_, b)| *b).unwrap_or(request.binary_data_output)
 }
 
 /// What of the request the response encoding needs.
@@ -233,12 +225,8 @@ pub fn encode_response(response: &InferResponse, options: &RequestOptions) -> Re
             }
         })
         .collect();
-    let json = ResponseJson {
-        model_name: &response.model_name,
-        model_version: &response.model_version,
-        id: response.id.as_deref(),
-        outputs,
-    };
+    let json =
+        ResponseJson { model_name: &response.model_name, model_version: &response.model_version, id: response.id.as_deref(), outputs };
     let header = serde_json::to_vec(&json).map_err(|e| ServeError::Inference(format!("failed to encode the response: {e}")))?;
     if binary_parts.is_empty() {
         return Ok(EncodedResponse { body: Bytes::from(header), json_length: None });

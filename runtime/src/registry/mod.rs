@@ -25,7 +25,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use quiver_model_formats::ModelConfig;
+use quiver_core::ModelConfig;
 use serde::Serialize;
 use tracing::{error, info, warn};
 
@@ -722,7 +722,10 @@ impl ModelRegistry {
     async fn activate(&self, name: &str, version: u64, runtime: &Arc<ModelRuntime>) -> Result<Arc<ModelVersion>, ServeError> {
         let cold_start = self.table.load().models.get(name).map(|e| e.policy.cold_start).unwrap_or(ModelPolicy::default().cold_start);
         let _waiting = Waiting::enter(&runtime.cold_waiters, cold_start.buffer).ok_or_else(|| {
-            ServeError::Unavailable(format!("model '{name}' is starting and its cold-start buffer of {} requests is full", cold_start.buffer))
+            ServeError::Unavailable(format!(
+                "model '{name}' is starting and its cold-start buffer of {} requests is full",
+                cold_start.buffer
+            ))
         })?;
         let load = async {
             let _control = runtime.control.lock().await;
@@ -756,9 +759,9 @@ impl ModelRegistry {
             info!(model = name, version, "cold start in {} µs", cold_start_us);
             Ok(model)
         };
-        tokio::time::timeout(cold_start.timeout, load).await.map_err(|_| {
-            ServeError::Unavailable(format!("model '{name}' did not start within {:?}", cold_start.timeout))
-        })?
+        tokio::time::timeout(cold_start.timeout, load)
+            .await
+            .map_err(|_| ServeError::Unavailable(format!("model '{name}' did not start within {:?}", cold_start.timeout)))?
     }
 
     /// Scales idle models to zero: a model with `min_instances: 0` and no request for its
@@ -851,9 +854,10 @@ impl ModelRegistry {
             TrafficChange::Split { canary, percent, stable, rollback } => {
                 let servable = |v: u64| entry.servable(v);
                 // The stable side: what serves now, or else the highest other version.
-                let current = entry.default_version().filter(|v| v != canary).or_else(|| {
-                    entry.versions.iter().rev().find(|(v, s)| s.servable() && *v != canary).map(|(v, _)| *v)
-                });
+                let current = entry
+                    .default_version()
+                    .filter(|v| v != canary)
+                    .or_else(|| entry.versions.iter().rev().find(|(v, s)| s.servable() && *v != canary).map(|(v, _)| *v));
                 let set = rollout.set_canary(*canary, *percent, *stable, current, servable);
                 if set.is_ok() {
                     *lock(&runtime.judge) = rollback.or(entry.policy.rollback).map(CanaryJudge::new);
@@ -971,7 +975,7 @@ pub fn pinned_revision(value: Option<&[u8]>) -> Result<Option<Revision>, ServeEr
 /// Parses the configuration a load request gives (Triton's `config` load parameter: the
 /// model configuration as JSON), which replaces the model's `config.pbtxt` for that load.
 pub fn parse_config_override(json: &str) -> Result<ModelConfig, ServeError> {
-    quiver_model_formats::config::parse_json(json).map_err(|e| ServeError::InvalidInput(format!("load parameter 'config': {e}")))
+    quiver_core::config::parse_json(json).map_err(|e| ServeError::InvalidInput(format!("load parameter 'config': {e}")))
 }
 
 /// Reads Triton's load parameters, the same for HTTP and gRPC: `config` (`None`: absent;
@@ -1011,7 +1015,8 @@ fn unknown_version(name: &str, version: &str) -> ServeError {
 }
 
 fn no_versions(name: &str, entry: &ModelEntry) -> ServeError {
-    let why = entry.error.as_ref().or(entry.reload_error.as_ref()).or(entry.load_error.as_ref()).map(|e| format!(": {e}")).unwrap_or_default();
+    let why =
+        entry.error.as_ref().or(entry.reload_error.as_ref()).or(entry.load_error.as_ref()).map(|e| format!(": {e}")).unwrap_or_default();
     ServeError::Unavailable(format!("Request for unknown model: '{name}' has no available versions{why}"))
 }
 

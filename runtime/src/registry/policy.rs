@@ -13,7 +13,7 @@
 
 use std::{str::FromStr, time::Duration};
 
-use quiver_model_formats::ModelConfig;
+use quiver_core::ModelConfig;
 
 use super::judge::RollbackRule;
 
@@ -59,12 +59,7 @@ pub struct ModelPolicy {
 
 impl Default for ModelPolicy {
     fn default() -> Self {
-        ModelPolicy {
-            idle: None,
-            cold_start: ColdStart { buffer: 1024, timeout: Duration::from_secs(60) },
-            canary: None,
-            rollback: None,
-        }
+        ModelPolicy { idle: None, cold_start: ColdStart { buffer: 1024, timeout: Duration::from_secs(60) }, canary: None, rollback: None }
     }
 }
 
@@ -76,9 +71,12 @@ pub fn model_policy(config: &ModelConfig) -> Result<ModelPolicy, String> {
     fn get<T: FromStr>(config: &ModelConfig, key: &str) -> Result<Option<T>, String> {
         match config.parameters.get(key) {
             None => Ok(None),
-            Some(p) => p.string_value.trim().parse::<T>().map(Some).map_err(|_| {
-                format!("parameter '{key}': '{}' is not a valid {}", p.string_value, std::any::type_name::<T>())
-            }),
+            Some(p) => p
+                .string_value
+                .trim()
+                .parse::<T>()
+                .map(Some)
+                .map_err(|_| format!("parameter '{key}': '{}' is not a valid {}", p.string_value, std::any::type_name::<T>())),
         }
     }
     let seconds = |key: &str, default: u64| -> Result<Duration, String> {
@@ -118,7 +116,7 @@ pub fn model_policy(config: &ModelConfig) -> Result<ModelPolicy, String> {
 
 #[cfg(test)]
 mod tests {
-    use quiver_model_formats::proto::ModelParameter;
+    use quiver_core::proto::ModelParameter;
 
     use super::*;
 

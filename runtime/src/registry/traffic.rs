@@ -63,7 +63,11 @@ impl TrafficSplit {
     pub fn route(&self, n: u64) -> Revision {
         let p = u64::from(self.canary_percent.min(100));
         let k = n % 100;
-        if (k + 1) * p / 100 > k * p / 100 { Revision::Canary } else { Revision::Stable }
+        if (k + 1) * p / 100 > k * p / 100 {
+            Revision::Canary
+        } else {
+            Revision::Stable
+        }
     }
 
     /// The version of a revision.

@@ -4,7 +4,7 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use bytes::BytesMut;
-use quiver_model_formats::{DataType, Tensor};
+use quiver_core::{DataType, Tensor};
 
 /// A key equal for requests whose inputs can be stacked: same datatypes and the same
 /// dimensions after the first.

@@ -22,7 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use quiver_model_formats::{Model, Tensor};
+use quiver_core::{Model, Tensor};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{metrics::VersionMetrics, ServeError};
@@ -101,12 +101,7 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Starts the driver task (on the current tokio runtime) and `options.instances` threads.
-    pub fn start(
-        label: &str,
-        model: Arc<dyn Model>,
-        options: SchedulerOptions,
-        metrics: VersionMetrics,
-    ) -> std::io::Result<Scheduler> {
+    pub fn start(label: &str, model: Arc<dyn Model>, options: SchedulerOptions, metrics: VersionMetrics) -> std::io::Result<Scheduler> {
         let instances = options.instances.max(1);
         let (work_tx, work_rx) = std_mpsc::sync_channel::<Work>(instances);
         let (done_tx, done_rx) = mpsc::channel::<Done>(instances);
@@ -256,12 +251,12 @@ impl Driver {
         };
         // Rejected requests never got a seq, so they are answered outside the ordering.
         let error = match reason {
-            AdmitError::QueueFull { level, max } => ServeError::QueueFull(format!(
-                "the queue of model '{label}' is full ({max} requests at priority level {level})"
-            )),
-            AdmitError::InvalidPriority { priority, levels } => ServeError::InvalidInput(format!(
-                "priority {priority} is not a priority level of model '{label}' (it has {levels})"
-            )),
+            AdmitError::QueueFull { level, max } => {
+                ServeError::QueueFull(format!("the queue of model '{label}' is full ({max} requests at priority level {level})"))
+            }
+            AdmitError::InvalidPriority { priority, levels } => {
+                ServeError::InvalidInput(format!("priority {priority} is not a priority level of model '{label}' (it has {levels})"))
+            }
         };
         let _ = pending.reply.send(Err(error));
     }
@@ -271,11 +266,8 @@ impl Driver {
         for entry in self.queue.expire(now) {
             self.metrics.pending(-1.0);
             let waited = now.saturating_duration_since(entry.enqueued);
-            let error = ServeError::Timeout(format!(
-                "request timed out after {} µs in the queue of model '{}'",
-                waited.as_micros(),
-                self.label
-            ));
+            let error =
+                ServeError::Timeout(format!("request timed out after {} µs in the queue of model '{}'", waited.as_micros(), self.label));
             self.finish(entry.seq, Some((entry.payload.reply, Err(error))));
         }
         let mut wake = None;
@@ -368,10 +360,8 @@ fn instance_loop(model: &dyn Model, work: &Mutex<std_mpsc::Receiver<Work>>, done
 fn run_batch(model: &dyn Model, entries: Vec<Entry<Pending>>, dispatched: Instant, metrics: &VersionMetrics) -> Done {
     // Requests abandoned since dispatch are not executed.
     let (live, gone): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| !e.payload.reply.is_closed());
-    let mut done: Done = gone
-        .into_iter()
-        .map(|e| (e.seq, e.payload.reply, Err(ServeError::Unavailable("the client went away".into()))))
-        .collect();
+    let mut done: Done =
+        gone.into_iter().map(|e| (e.seq, e.payload.reply, Err(ServeError::Unavailable("the client went away".into())))).collect();
     if live.is_empty() {
         return done;
     }
@@ -387,12 +377,11 @@ fn run_batch(model: &dyn Model, entries: Vec<Entry<Pending>>, dispatched: Instan
     let stacked = batch::concat(inputs);
     let input_time = started.elapsed();
     let infer_started = Instant::now();
-    let outcome = stacked.map_err(ServeError::Inference).and_then(|inputs| {
-        match catch_unwind(AssertUnwindSafe(|| model.execute(inputs))) {
+    let outcome =
+        stacked.map_err(ServeError::Inference).and_then(|inputs| match catch_unwind(AssertUnwindSafe(|| model.execute(inputs))) {
             Ok(result) => result.map_err(ServeError::from),
             Err(_) => Err(ServeError::Inference("the backend panicked while executing".into())),
-        }
-    });
+        });
     let infer_time = infer_started.elapsed();
     let output_started = Instant::now();
     let split = outcome.and_then(|outputs| batch::split(outputs, &rows).map_err(ServeError::Inference));
@@ -416,7 +405,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use queue::{LevelPolicy, TimeoutAction};
-    use quiver_model_formats::{BackendError, DataType, ModelSignature};
+    use quiver_core::{BackendError, DataType, ModelSignature};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Doubles FP32 input, records batch sizes, sleeps `delay` per row; panics on NaN.
@@ -528,10 +517,12 @@ mod tests {
     async fn without_dynamic_batching_requests_run_alone() {
         let model = Doubler::new(5);
         let s = scheduler(model.clone(), 1, policy(false, 8, 0, 100), false);
-        let tasks: Vec<_> = (0..3).map(|i| {
-            let s = s.clone();
-            tokio::spawn(async move { s.execute(rows(&[i as f32]), params(1)).await })
-        }).collect();
+        let tasks: Vec<_> = (0..3)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move { s.execute(rows(&[i as f32]), params(1)).await })
+            })
+            .collect();
         for t in tasks {
             t.await.unwrap().unwrap();
         }
@@ -542,10 +533,12 @@ mod tests {
     async fn instances_execute_concurrently() {
         let model = Doubler::new(100);
         let s = scheduler(model.clone(), 3, policy(false, 1, 0, 100), false);
-        let tasks: Vec<_> = (0..3).map(|_| {
-            let s = s.clone();
-            tokio::spawn(async move { s.execute(rows(&[1.0]), params(1)).await })
-        }).collect();
+        let tasks: Vec<_> = (0..3)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.execute(rows(&[1.0]), params(1)).await })
+            })
+            .collect();
         for t in tasks {
             t.await.unwrap().unwrap();
         }

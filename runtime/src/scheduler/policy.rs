@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use quiver_model_formats::{
+use quiver_core::{
     proto::{model_config::SchedulingChoice, model_queue_policy::TimeoutAction as ProtoAction, ModelQueuePolicy},
     ModelConfig,
 };
@@ -49,12 +49,8 @@ pub fn queue_policy(config: &ModelConfig) -> Result<(QueuePolicy, bool), String>
         };
         return Ok((policy, false));
     };
-    let mut preferred: Vec<usize> = db
-        .preferred_batch_size
-        .iter()
-        .filter_map(|&p| usize::try_from(p).ok())
-        .filter(|&p| p > 0 && p <= max_batch_size.max(1))
-        .collect();
+    let mut preferred: Vec<usize> =
+        db.preferred_batch_size.iter().filter_map(|&p| usize::try_from(p).ok()).filter(|&p| p > 0 && p <= max_batch_size.max(1)).collect();
     if preferred.is_empty() {
         preferred.push(max_batch_size.max(1));
     }
@@ -64,15 +60,10 @@ pub fn queue_policy(config: &ModelConfig) -> Result<(QueuePolicy, bool), String>
     } else if (1..=levels as u64).contains(&db.default_priority_level) {
         db.default_priority_level as usize
     } else {
-        return Err(format!(
-            "default_priority_level {} must be between 1 and priority_levels {levels}",
-            db.default_priority_level
-        ));
+        return Err(format!("default_priority_level {} must be between 1 and priority_levels {levels}", db.default_priority_level));
     };
     let default = db.default_queue_policy.as_ref();
-    let levels = (1..=levels.max(1) as u64)
-        .map(|l| level(db.priority_queue_policy.get(&l).or(default)))
-        .collect();
+    let levels = (1..=levels.max(1) as u64).map(|l| level(db.priority_queue_policy.get(&l).or(default))).collect();
     let policy = QueuePolicy {
         dynamic: max_batch_size > 0,
         max_batch_size: max_batch_size.max(1),
@@ -88,7 +79,7 @@ pub fn queue_policy(config: &ModelConfig) -> Result<(QueuePolicy, bool), String>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use quiver_model_formats::config::parse_pbtxt;
+    use quiver_core::config::parse_pbtxt;
 
     #[test]
     fn reads_dynamic_batching() {

@@ -283,10 +283,7 @@ impl<T> BatchQueue<T> {
         let mut closed = false;
         for entry in order {
             let joined_longest = longest.max(entry.tokens);
-            if entry.shape_key != first.shape_key
-                || rows + entry.rows > max
-                || padded_tokens(rows + entry.rows, joined_longest) > budget
-            {
+            if entry.shape_key != first.shape_key || rows + entry.rows > max || padded_tokens(rows + entry.rows, joined_longest) > budget {
                 closed = true;
                 break;
             }
@@ -453,10 +450,7 @@ mod tests {
         assert_eq!(ids(q.poll(t0)), vec!["high1", "high2"]);
         assert_eq!(ids(q.poll(t0)), vec!["mid1", "mid2"]);
         assert_eq!(ids(q.poll(t0)), vec!["low1"]);
-        assert_eq!(
-            q.push("x", 1, 0, Some(4), None, t0),
-            Err((AdmitError::InvalidPriority { priority: 4, levels: 3 }, "x"))
-        );
+        assert_eq!(q.push("x", 1, 0, Some(4), None, t0), Err((AdmitError::InvalidPriority { priority: 4, levels: 3 }, "x")));
     }
 
     #[test]
