@@ -353,6 +353,3 @@ fn excess_burst_capacity(tbc: TargetBurstCapacity, capacity: f64, in_flight: f64
         TargetBurstCapacity::Requests(tbc) => (capacity - tbc - in_flight).floor(),
     }
 }
-
-#[cfg(test)]
-mod tests;

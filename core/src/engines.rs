@@ -132,9 +132,9 @@ mod tests {
 
     #[test]
     fn unknown_platforms_name_the_engines_there_are() {
-        let err = engines().select("tensorflow_savedmodel", "", Path::new("/m/1")).unwrap_err().to_string();
+        let err = engines().select("tensorflow_savedmodel", "", Path::new("/m/1")).err().unwrap().to_string();
         assert!(err.contains("'tensorflow_savedmodel'") && err.contains("text (huggingface), onnx (onnx)"), "{err}");
-        assert!(Engines::default().select("", "", Path::new("/m/1")).unwrap_err().to_string().contains("engines: none"));
+        assert!(Engines::default().select("", "", Path::new("/m/1")).err().unwrap().to_string().contains("engines: none"));
     }
 
     #[test]

@@ -33,6 +33,11 @@ pub enum ServeError {
 }
 
 impl ServeError {
+    /// A request that is malformed or does not fit the model (400, INVALID_ARGUMENT).
+    pub fn invalid(message: impl Into<String>) -> ServeError {
+        ServeError::InvalidInput(message.into())
+    }
+
     /// The `reason` label of `nv_inference_request_failure` for this error, as Triton uses it.
     pub fn failure_reason(&self) -> &'static str {
         match self {

@@ -8,7 +8,8 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::{
-    infer::{InferInput, InferRequest, InferResponse, ParameterValue, Parameters, RequestedOutput},
+    edge,
+    infer::{InferInput, InferRequest, InferResponse, ParameterValue, Parameters, RequestedOutput, Timing},
     proto::{self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice},
     registry::{self, traffic::Revision, ModelRegistry},
     ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
@@ -45,7 +46,7 @@ impl InferenceService {
         &self,
         request: proto::ModelInferRequest,
         pin: Option<Revision>,
-    ) -> (Result<proto::ModelInferResponse, ServeError>, Option<Revision>) {
+    ) -> (Result<(proto::ModelInferResponse, Timing), ServeError>, Option<Revision>) {
         let routed = match self.registry.route(&request.model_name, &request.model_version, pin).await {
             Ok(routed) => routed,
             Err(e) => return (Err(e), None),
@@ -53,7 +54,10 @@ impl InferenceService {
         let revision = routed.revision();
         let answer = async {
             let decoded = decode_request(request)?;
-            Ok(encode_response(routed.infer(decoded).await?))
+            let valid = routed.info().validate(decoded)?;
+            let response = routed.infer(valid).await?;
+            let timing = response.timing;
+            Ok((encode_response(response), timing))
         };
         (answer.await, revision)
     }
@@ -74,34 +78,31 @@ fn parameters(map: std::collections::HashMap<String, proto::InferParameter>) -> 
         .collect()
 }
 
-fn invalid(message: impl Into<String>) -> ServeError {
-    ServeError::InvalidInput(message.into())
-}
-
 /// Decodes a `ModelInferRequest`: raw contents are used without copying; typed contents are
 /// converted after their element count is checked against the shape.
 pub fn decode_request(request: proto::ModelInferRequest) -> Result<InferRequest, ServeError> {
     let raw = request.raw_input_contents;
     if !raw.is_empty() && raw.len() != request.inputs.len() {
-        return Err(invalid(format!("raw_input_contents has {} entries but there are {} inputs", raw.len(), request.inputs.len())));
+        return Err(ServeError::invalid(format!(
+            "raw_input_contents has {} entries but there are {} inputs",
+            raw.len(),
+            request.inputs.len()
+        )));
     }
     let mut inputs = Vec::with_capacity(request.inputs.len());
     for (ix, input) in request.inputs.into_iter().enumerate() {
         let datatype = DataType::from_v2(&input.datatype)
-            .ok_or_else(|| invalid(format!("input '{}': unknown datatype '{}'", input.name, input.datatype)))?;
-        let shape = shape_from_i64(&input.shape).map_err(|e| invalid(format!("input '{}': {e}", input.name)))?;
-        if input.parameters.contains_key("shared_memory_region") {
-            return Err(ServeError::Unsupported("the shared-memory extension is not supported".into()));
-        }
+            .ok_or_else(|| ServeError::invalid(format!("input '{}': unknown datatype '{}'", input.name, input.datatype)))?;
+        let shape = shape_from_i64(&input.shape).map_err(|e| ServeError::invalid(format!("input '{}': {e}", input.name)))?;
+        edge::refuse_input_extensions(|k| input.parameters.contains_key(k))?;
         let tensor = match (raw.get(ix), input.contents) {
             (Some(_), Some(_)) => {
-                return Err(invalid(format!("input '{}': contents and raw_input_contents are mutually exclusive", input.name)))
+                return Err(ServeError::invalid(format!("input '{}': contents and raw_input_contents are mutually exclusive", input.name)))
             }
-            (Some(bytes), None) => {
-                Tensor::from_bytes(datatype, shape, bytes.clone()).map_err(|e| invalid(format!("input '{}': {e}", input.name)))?
-            }
+            (Some(bytes), None) => Tensor::from_bytes(datatype, shape, bytes.clone())
+                .map_err(|e| ServeError::invalid(format!("input '{}': {e}", input.name)))?,
             (None, Some(contents)) => typed_tensor(&input.name, datatype, shape, contents)?,
-            (None, None) => return Err(invalid(format!("input '{}' has no contents", input.name))),
+            (None, None) => return Err(ServeError::invalid(format!("input '{}' has no contents", input.name))),
         };
         inputs.push(InferInput { name: input.name, tensor });
     }
@@ -110,26 +111,24 @@ pub fn decode_request(request: proto::ModelInferRequest) -> Result<InferRequest,
         .into_iter()
         .map(|o| {
             let parameters = parameters(o.parameters);
-            if parameters.contains_key("classification") {
-                return Err(ServeError::Unsupported("the classification extension is not supported".into()));
-            }
-            Ok(RequestedOutput { name: o.name, parameters })
+            edge::refuse_output_extensions(|k| parameters.contains_key(k))?;
+            Ok::<_, ServeError>(RequestedOutput { name: o.name, parameters })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(InferRequest { id: Some(request.id).filter(|id| !id.is_empty()), parameters: parameters(request.parameters), inputs, outputs })
+    InferRequest::new(Some(request.id).filter(|id| !id.is_empty()), parameters(request.parameters), inputs, outputs)
 }
 
 fn typed_tensor(name: &str, datatype: DataType, shape: Vec<usize>, c: proto::InferTensorContents) -> Result<Tensor, ServeError> {
-    let expected =
-        quiver_core::tensor::element_count(&shape).ok_or_else(|| invalid(format!("input '{name}': shape {shape:?} is too large")))?;
+    let expected = quiver_core::tensor::element_count(&shape)
+        .ok_or_else(|| ServeError::invalid(format!("input '{name}': shape {shape:?} is too large")))?;
     let count = |n: usize| {
         if n == expected {
             Ok(())
         } else {
-            Err(invalid(format!("input '{name}': shape {shape:?} has {expected} elements but contents has {n}")))
+            Err(ServeError::invalid(format!("input '{name}': shape {shape:?} has {expected} elements but contents has {n}")))
         }
     };
-    let out_of_range = || invalid(format!("input '{name}': a value is out of range for {datatype}"));
+    let out_of_range = || ServeError::invalid(format!("input '{name}': a value is out of range for {datatype}"));
     macro_rules! narrow {
         ($src:expr, $t:ty) => {{
             count($src.len())?;
@@ -158,13 +157,15 @@ fn typed_tensor(name: &str, datatype: DataType, shape: Vec<usize>, c: proto::Inf
         DataType::Bytes => {
             count(c.bytes_contents.len())?;
             return Tensor::from_bytes_elements(shape, c.bytes_contents.iter().map(|b| &b[..]))
-                .map_err(|e| invalid(format!("input '{name}': {e}")));
+                .map_err(|e| ServeError::invalid(format!("input '{name}': {e}")));
         }
         DataType::Fp16 | DataType::Bf16 => {
-            return Err(invalid(format!("input '{name}': {datatype} has no typed contents field; send it in raw_input_contents")))
+            return Err(ServeError::invalid(format!(
+                "input '{name}': {datatype} has no typed contents field; send it in raw_input_contents"
+            )))
         }
     };
-    Tensor::from_bytes(datatype, shape, Bytes::from(data)).map_err(|e| invalid(format!("input '{name}': {e}")))
+    Tensor::from_bytes(datatype, shape, Bytes::from(data)).map_err(|e| ServeError::invalid(format!("input '{name}': {e}")))
 }
 
 /// Encodes a response with every output in `raw_output_contents`.
@@ -200,7 +201,7 @@ impl GrpcInferenceService for InferenceService {
     }
 
     async fn server_ready(&self, _: Request<proto::ServerReadyRequest>) -> Result<Response<proto::ServerReadyResponse>, Status> {
-        let ready = !self.shutting_down.load(std::sync::atomic::Ordering::Acquire) && self.registry.all_ready();
+        let ready = edge::server_ready(&self.registry, &self.shutting_down);
         Ok(Response::new(proto::ServerReadyResponse { ready }))
     }
 
@@ -224,21 +225,18 @@ impl GrpcInferenceService for InferenceService {
     ) -> Result<Response<proto::ModelMetadataResponse>, Status> {
         let request = request.into_inner();
         let model = self.registry.info(&request.name, &request.version).map_err(status_of)?;
-        let tensors = |list: &[quiver_core::TensorInfo]| {
-            list.iter()
-                .map(|t| proto::model_metadata_response::TensorMetadata {
-                    name: t.name.clone(),
-                    datatype: t.datatype.as_v2().to_string(),
-                    shape: t.shape.clone(),
-                })
+        let metadata = edge::ModelMetadata::of(&self.registry, &model);
+        let tensors = |list: Vec<edge::TensorMetadata>| {
+            list.into_iter()
+                .map(|t| proto::model_metadata_response::TensorMetadata { name: t.name, datatype: t.datatype.to_string(), shape: t.shape })
                 .collect()
         };
         Ok(Response::new(proto::ModelMetadataResponse {
-            name: model.name().to_string(),
-            versions: self.registry.ready_versions(model.name()),
-            platform: model.platform().to_string(),
-            inputs: tensors(model.inputs()),
-            outputs: tensors(model.outputs()),
+            name: metadata.name,
+            versions: metadata.versions,
+            platform: metadata.platform,
+            inputs: tensors(metadata.inputs),
+            outputs: tensors(metadata.outputs),
         }))
     }
 
@@ -248,10 +246,15 @@ impl GrpcInferenceService for InferenceService {
         // The side of a split that answered, in the response's (or the error's) metadata.
         let side = revision.map(|r| tonic::metadata::MetadataValue::from_static(r.as_str()));
         match answer {
-            Ok(response) => {
+            Ok((response, timing)) => {
                 let mut response = Response::new(response);
                 if let Some(side) = side {
                     response.metadata_mut().insert(registry::REVISION_HEADER, side);
+                }
+                // Where the time went, in the response metadata (tonic sends a unary answer's
+                // own metadata as headers; its trailers carry only the status).
+                for (name, micros) in timing.headers() {
+                    response.metadata_mut().insert(name, tonic::metadata::MetadataValue::from(micros));
                 }
                 Ok(response)
             }
@@ -278,7 +281,9 @@ impl GrpcInferenceService for InferenceService {
             while let Some(next) = requests.next().await {
                 let message = match next {
                     Ok(request) => match service.infer(request, pin).await.0 {
-                        Ok(response) => proto::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) },
+                        Ok((response, _)) => {
+                            proto::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(response) }
+                        }
                         Err(e) => proto::ModelStreamInferResponse { error_message: e.to_string(), infer_response: None },
                     },
                     Err(status) => {

@@ -8,6 +8,7 @@
 //! gRPC status at each edge.
 #![warn(missing_docs)]
 
+mod edge;
 pub mod error;
 pub mod grpc;
 pub mod http;
@@ -18,6 +19,7 @@ pub mod registry;
 pub mod repository;
 pub mod scheduler;
 pub mod server;
+pub mod validate;
 
 /// The protocol's generated types (package `inference`), from the core crate.
 pub use quiver_core::proto;

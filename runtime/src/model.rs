@@ -15,10 +15,11 @@ use quiver_core::{
 use thiserror::Error;
 
 use crate::{
-    infer::{InferOutput, InferRequest, InferResponse},
+    infer::{InferInput, InferOutput, InferRequest, InferResponse, Timing},
     metrics::VersionMetrics,
     repository::ModelDirectory,
     scheduler::{policy::queue_policy, ScheduleParams, Scheduler, SchedulerOptions},
+    validate::ValidRequest,
     ServeError,
 };
 
@@ -64,11 +65,16 @@ impl Default for LoadOptions {
 /// readiness never load weights.
 #[derive(Debug)]
 pub struct VersionInfo {
-    name: String,
-    version: String,
-    config: ModelConfig,
-    inputs: Vec<TensorInfo>,
-    outputs: Vec<TensorInfo>,
+    pub(crate) name: String,
+    pub(crate) version: String,
+    pub(crate) config: ModelConfig,
+    /// Inputs in the backend's order (full shapes, -1 for variable dims).
+    pub(crate) inputs: Vec<TensorInfo>,
+    pub(crate) outputs: Vec<TensorInfo>,
+    /// Per input: the dims the model sees (without batch), when the config reshapes it.
+    pub(crate) input_reshape: Vec<Option<Vec<i64>>>,
+    /// Per output: the dims clients see (without batch), when the config reshapes it.
+    pub(crate) output_reshape: Vec<Option<Vec<i64>>>,
 }
 
 impl VersionInfo {
@@ -113,10 +119,6 @@ pub struct ModelVersion {
     info: Arc<VersionInfo>,
     /// Index of each config output in the backend's output order.
     output_order: Vec<usize>,
-    /// Per input: the dims the model sees (without batch), when the config reshapes it.
-    input_reshape: Vec<Option<Vec<i64>>>,
-    /// Per output: the dims clients see (without batch), when the config reshapes it.
-    output_reshape: Vec<Option<Vec<i64>>>,
     /// Most padded tokens a request of a text model may bring (its share of a batch).
     max_batch_tokens: usize,
     tokens: TokenCounter,
@@ -258,10 +260,8 @@ impl ModelVersion {
         let scheduler = Scheduler::start(&label, model, SchedulerOptions { instances, policy, preserve_ordering }, metrics.clone())
             .map_err(|e| LoadError::Threads(e.to_string()))?;
         Ok(ModelVersion {
-            info: Arc::new(VersionInfo { name: dir.name.clone(), version, config, inputs, outputs }),
+            info: Arc::new(VersionInfo { name: dir.name.clone(), version, config, inputs, outputs, input_reshape, output_reshape }),
             output_order,
-            input_reshape,
-            output_reshape,
             max_batch_tokens,
             tokens,
             scheduler,
@@ -306,6 +306,7 @@ impl ModelVersion {
         for sample in &self.info.config.model_warmup {
             let request =
                 warmup_request(sample, &self.info, model_dir).map_err(|e| LoadError::Warmup(format!("sample '{}': {e}", sample.name)))?;
+            let request = self.info.validate(request).map_err(|e| LoadError::Warmup(format!("sample '{}': {e}", sample.name)))?;
             for _ in 0..sample.count.max(1) {
                 self.infer_unrecorded(request.clone())
                     .await
@@ -315,8 +316,9 @@ impl ModelVersion {
         Ok(())
     }
 
-    /// Serves one request: checks it, queues it, executes it and records metrics.
-    pub async fn infer(&self, request: InferRequest) -> Result<InferResponse, ServeError> {
+    /// Serves one checked request (see [`VersionInfo::validate`]): queues it, executes it and
+    /// records metrics.
+    pub async fn infer(&self, request: ValidRequest) -> Result<InferResponse, ServeError> {
         let started = Instant::now();
         let result = self.infer_unrecorded(request).await;
         match &result {
@@ -326,26 +328,12 @@ impl ModelVersion {
         result.map(|(response, _)| response)
     }
 
-    async fn infer_unrecorded(&self, request: InferRequest) -> Result<(InferResponse, u64), ServeError> {
-        let (inputs, batch_size) = self.check_inputs(request.inputs)?;
-        let wanted = self.check_outputs(&request.outputs)?;
+    async fn infer_unrecorded(&self, request: ValidRequest) -> Result<(InferResponse, u64), ServeError> {
+        let ValidRequest { id, inputs, batch_size, outputs: wanted, priority, timeout } = request;
         let tokens = self.check_tokens(&inputs)?;
-        let param = |name: &str| -> Result<Option<u64>, ServeError> {
-            match request.parameters.get(name) {
-                None => Ok(None),
-                Some(v) => v
-                    .as_u64()
-                    .map(Some)
-                    .ok_or_else(|| ServeError::InvalidInput(format!("parameter '{name}' must be a non-negative integer"))),
-            }
-        };
-        let params = ScheduleParams {
-            rows: batch_size as usize,
-            tokens: tokens.map_or(0, |t| t.longest),
-            priority: param("priority")?,
-            timeout: param("timeout")?.map(Duration::from_micros),
-        };
+        let params = ScheduleParams { rows: batch_size as usize, tokens: tokens.map_or(0, |t| t.longest), priority, timeout };
         let execution = self.scheduler.execute(inputs, params).await?;
+        let timing = Timing { queue: execution.queue, compute: execution.compute };
         let produced = execution.outputs.len();
         let mut outputs: Vec<Option<Tensor>> = execution.outputs.into_iter().map(Some).collect();
         let mut selected = Vec::with_capacity(wanted.len());
@@ -356,8 +344,8 @@ impl ModelVersion {
                 .and_then(|&backend_ix| outputs.get_mut(backend_ix))
                 .and_then(Option::take)
                 .ok_or_else(|| ServeError::Inference(format!("the backend returned {produced} outputs")))?;
-            let tensor = match &self.output_reshape[ix] {
-                Some(dims) => self.reshape(tensor, dims).map_err(|e| {
+            let tensor = match &self.info.output_reshape[ix] {
+                Some(dims) => self.info.reshape(tensor, dims).map_err(|e| {
                     ServeError::Inference(format!("output '{}' does not fit its configured dims {dims:?}: {e}", self.info.outputs[ix].name))
                 })?,
                 None => tensor,
@@ -367,76 +355,12 @@ impl ModelVersion {
         let response = InferResponse {
             model_name: self.info.name.clone(),
             model_version: self.info.version.clone(),
-            id: request.id,
+            id,
             outputs: selected,
             tokens,
+            timing,
         };
         Ok((response, batch_size))
-    }
-
-    /// Places the request's inputs in the backend's order, checking names, datatypes and
-    /// shapes against the config. Returns the tensors and the request's batch size.
-    fn check_inputs(&self, inputs: Vec<crate::infer::InferInput>) -> Result<(Vec<Tensor>, u64), ServeError> {
-        let mut placed: Vec<Option<Tensor>> = vec![None; self.info.inputs.len()];
-        for input in inputs {
-            let Some(ix) = self.info.inputs.iter().position(|i| i.name == input.name) else {
-                return Err(ServeError::InvalidInput(format!(
-                    "unexpected inference input '{}' for model '{}', the model's inputs are {:?}",
-                    input.name,
-                    self.info.name,
-                    self.info.inputs.iter().map(|i| &i.name).collect::<Vec<_>>()
-                )));
-            };
-            if placed[ix].is_some() {
-                return Err(ServeError::InvalidInput(format!("input '{}' is given more than once", input.name)));
-            }
-            let spec = &self.info.inputs[ix];
-            // A batched input the model sees as one element per row (dims [1], reshape []) may
-            // also come as [batch]: the shape of V1 instances and of a plain list of strings.
-            let tensor = match (&self.input_reshape[ix], input.tensor.shape()) {
-                (Some(reshape), &[rows]) if reshape.is_empty() && spec.shape == [-1, 1] && self.info.config.max_batch_size > 0 => {
-                    input.tensor.reshape(vec![rows, 1])?
-                }
-                _ => input.tensor,
-            };
-            let input = crate::infer::InferInput { tensor, ..input };
-            if input.tensor.datatype() != spec.datatype {
-                return Err(ServeError::InvalidInput(format!(
-                    "inference input '{}' data-type is '{}', but model '{}' expects '{}'",
-                    spec.name,
-                    input.tensor.datatype(),
-                    self.info.name,
-                    spec.datatype
-                )));
-            }
-            self.check_shape(spec, input.tensor.shape())?;
-            placed[ix] = Some(input.tensor);
-        }
-        let tensors = placed
-            .into_iter()
-            .zip(&self.info.inputs)
-            .map(|(t, spec)| {
-                t.ok_or_else(|| {
-                    ServeError::InvalidInput(format!("expected input '{}' for model '{}' is missing", spec.name, self.info.name))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let batch_size = if self.info.config.max_batch_size > 0 { tensors.first().map_or(1, |t| t.shape()[0] as u64) } else { 1 };
-        if self.info.config.max_batch_size > 0 && tensors.iter().any(|t| t.shape()[0] as u64 != batch_size) {
-            return Err(ServeError::InvalidInput("all inputs must have the same batch size".into()));
-        }
-        let tensors = tensors
-            .into_iter()
-            .zip(&self.input_reshape)
-            .zip(&self.info.inputs)
-            .map(|((tensor, reshape), spec)| match reshape {
-                Some(dims) => self.reshape(tensor, dims).map_err(|e| {
-                    ServeError::InvalidInput(format!("input '{}' cannot take the configured reshape {dims:?}: {e}", spec.name))
-                }),
-                None => Ok(tensor),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((tensors, batch_size))
     }
 
     /// Counts the tokens of a text model's request (the backend also rejects text it cannot
@@ -454,79 +378,6 @@ impl ModelVersion {
             )));
         }
         Ok(Some(count))
-    }
-
-    /// Gives `tensor` the shape `[batch] + dims` (or `dims` without batching), resolving at
-    /// most one -1 in `dims` from the element count.
-    fn reshape(&self, tensor: Tensor, dims: &[i64]) -> Result<Tensor, String> {
-        let mut shape: Vec<usize> = Vec::with_capacity(dims.len() + 1);
-        if self.info.config.max_batch_size > 0 {
-            shape.push(*tensor.shape().first().ok_or("the tensor has no batch dimension")?);
-        }
-        let known: usize = dims.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product::<usize>() * shape.first().copied().unwrap_or(1);
-        let variable = dims.iter().filter(|&&d| d < 0).count();
-        let total = tensor.element_count();
-        for &d in dims {
-            shape.push(match d {
-                d if d >= 0 => d as usize,
-                _ if variable == 1 && known > 0 && total.is_multiple_of(known) => total / known,
-                _ => return Err(format!("cannot infer the variable dims of {dims:?}")),
-            });
-        }
-        tensor.reshape(shape).map_err(|e| e.to_string())
-    }
-
-    fn check_shape(&self, spec: &TensorInfo, shape: &[usize]) -> Result<(), ServeError> {
-        let max_batch = self.info.config.max_batch_size;
-        let mismatch = || {
-            ServeError::InvalidInput(format!(
-                "unexpected shape for input '{}' for model '{}'. Expected {:?}, got {:?}",
-                spec.name, self.info.name, spec.shape, shape
-            ))
-        };
-        if shape.len() != spec.shape.len() {
-            return Err(mismatch());
-        }
-        let mut dims = shape.iter().zip(&spec.shape);
-        if max_batch > 0 {
-            let Some((&batch, _)) = dims.next() else { return Err(mismatch()) };
-            if batch == 0 || batch > max_batch as usize {
-                return Err(ServeError::InvalidInput(format!(
-                    "inference request batch-size {batch} for model '{}' must be between 1 and max_batch_size {max_batch}",
-                    self.info.name
-                )));
-            }
-        }
-        if dims.all(|(&got, &want)| want == -1 || got as i64 == want) {
-            Ok(())
-        } else {
-            Err(mismatch())
-        }
-    }
-
-    /// Indices (into `outputs()`) of the requested outputs; all of them when none are named.
-    fn check_outputs(&self, requested: &[crate::infer::RequestedOutput]) -> Result<Vec<usize>, ServeError> {
-        if requested.is_empty() {
-            return Ok((0..self.info.outputs.len()).collect());
-        }
-        for (i, r) in requested.iter().enumerate() {
-            if requested[..i].iter().any(|earlier| earlier.name == r.name) {
-                return Err(ServeError::InvalidInput(format!("output '{}' is requested more than once", r.name)));
-            }
-        }
-        requested
-            .iter()
-            .map(|r| {
-                self.info.outputs.iter().position(|o| o.name == r.name).ok_or_else(|| {
-                    ServeError::InvalidInput(format!(
-                        "unexpected inference output '{}' for model '{}', the model's outputs are {:?}",
-                        r.name,
-                        self.info.name,
-                        self.info.outputs.iter().map(|o| &o.name).collect::<Vec<_>>()
-                    ))
-                })
-            })
-            .collect()
     }
 }
 
@@ -574,7 +425,7 @@ fn warmup_request(sample: &proto::ModelWarmup, info: &VersionInfo, model_dir: &P
             _ => vec![0; size],
         };
         let tensor = Tensor::from_bytes(datatype, shape, data.into()).map_err(|e| format!("input '{name}': {e}"))?;
-        inputs.push(crate::infer::InferInput { name: name.clone(), tensor });
+        inputs.push(InferInput { name: name.clone(), tensor });
     }
     Ok(InferRequest { inputs, ..Default::default() })
 }

@@ -74,7 +74,8 @@ fn request() -> InferRequest {
 /// Runs one unversioned request; returns the version that answered.
 async fn infer(registry: &ModelRegistry, pin: Option<Revision>) -> Result<String, ServeError> {
     let routed = registry.route("mlp", "", pin).await?;
-    Ok(routed.infer(request()).await?.model_version)
+    let valid = routed.info().validate(request())?;
+    Ok(routed.infer(valid).await?.model_version)
 }
 
 fn index(registry: &ModelRegistry) -> Vec<(String, String, &'static str, String)> {
@@ -105,7 +106,8 @@ async fn explicit_mode_loads_and_unloads_on_request() {
     // A request routed before the unload finishes on its version afterwards.
     let in_flight = registry.route("other", "1", None).await.unwrap();
     registry.unload("other").await.unwrap();
-    assert_eq!(in_flight.infer(request()).await.unwrap().model_version, "1");
+    let valid = in_flight.info().validate(request()).unwrap();
+    assert_eq!(in_flight.infer(valid).await.unwrap().model_version, "1");
     assert!(matches!(registry.route("other", "", None).await, Err(ServeError::Unavailable(_))));
     let rows = index(&registry);
     assert!(rows.contains(&("other".into(), "1".into(), "UNAVAILABLE", "unloaded".into())), "{rows:?}");
@@ -113,7 +115,9 @@ async fn explicit_mode_loads_and_unloads_on_request() {
 
     // Loading it again brings it back.
     registry.load("other", None).await.unwrap();
-    assert_eq!(registry.route("other", "2", None).await.unwrap().infer(request()).await.unwrap().model_version, "2");
+    let other = registry.route("other", "2", None).await.unwrap();
+    let valid = other.info().validate(request()).unwrap();
+    assert_eq!(other.infer(valid).await.unwrap().model_version, "2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

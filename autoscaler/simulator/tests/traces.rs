@@ -92,7 +92,7 @@ fn simulate_shipped(trace: &Trace) -> SimulationSummary {
     settings.set("autoscaling.knative.dev/metric", trace.metric.as_str()).unwrap();
     let config = AutoscalerConfig::from_settings(&settings).unwrap();
     let model = ReplicaModel {
-        startup_delay_s: quiver_autoscaler::cli::DEFAULT_STARTUP_DELAY_S,
+        startup_delay_s: quiver_autoscaler_simulator::cli::DEFAULT_STARTUP_DELAY_S,
         capacity_per_replica: config.total_per_replica,
         initial_ready: config.initial_scale,
     };

@@ -22,6 +22,8 @@ use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use crate::{
+    edge,
+    infer::Timing,
     model::VersionInfo,
     registry::{self, traffic::Revision, ModelRegistry, Routed, REVISION_HEADER},
     ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
@@ -176,7 +178,7 @@ pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpRespon
 }
 
 fn server_ready(state: &HttpState) -> bool {
-    !state.shutting_down.load(std::sync::atomic::Ordering::Acquire) && state.registry.all_ready()
+    edge::server_ready(&state.registry, &state.shutting_down)
 }
 
 async fn read_body(state: &HttpState, request: Request<Incoming>) -> Result<(http::request::Parts, Bytes), ServeError> {
@@ -264,17 +266,8 @@ fn pinned_revision(request: &Request<Incoming>) -> Result<Option<Revision>, Serv
 }
 
 /// The V2 model metadata document.
-pub fn model_metadata(state: &HttpState, model: &VersionInfo) -> Value {
-    let tensors = |list: &[quiver_core::TensorInfo]| -> Vec<Value> {
-        list.iter().map(|t| json!({ "name": t.name, "datatype": t.datatype.as_v2(), "shape": t.shape })).collect()
-    };
-    json!({
-        "name": model.name(),
-        "versions": state.registry.ready_versions(model.name()),
-        "platform": model.platform(),
-        "inputs": tensors(model.inputs()),
-        "outputs": tensors(model.outputs()),
-    })
+fn model_metadata(state: &HttpState, model: &VersionInfo) -> Value {
+    serde_json::to_value(edge::ModelMetadata::of(&state.registry, model)).unwrap_or(Value::Null)
 }
 
 async fn v2_infer(state: &HttpState, routed: Routed<'_>, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
@@ -291,10 +284,12 @@ async fn v2_infer(state: &HttpState, routed: Routed<'_>, request: Request<Incomi
     };
     let decoded = v2::decode_request(body, json_length)?;
     let options = v2::RequestOptions::of(&decoded);
-    let response = routed.infer(decoded).await?;
+    let valid = routed.info().validate(decoded)?;
+    let response = routed.infer(valid).await?;
     let encoded = v2::encode_response(&response, &options)?;
     let mut http_response = Response::new(Full::new(encoded.body));
     let headers = http_response.headers_mut();
+    timing_headers(headers, &response.timing);
     match encoded.json_length {
         Some(length) => {
             headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
@@ -319,10 +314,20 @@ async fn v1_predict(state: &HttpState, model: &str, request: Request<Incoming>) 
     let answer = async {
         let (_, body) = read_body(state, request).await?;
         let decoded = v1::decode_predict(&body, routed.info())?;
-        let response = routed.infer(decoded).await?;
-        Ok::<_, ServeError>(json_response(StatusCode::OK, &v1::encode_predict(&response)))
+        let valid = routed.info().validate(decoded)?;
+        let response = routed.infer(valid).await?;
+        let mut http_response = json_response(StatusCode::OK, &v1::encode_predict(&response));
+        timing_headers(http_response.headers_mut(), &response.timing);
+        Ok::<_, ServeError>(http_response)
     };
     Ok(with_revision(answer.await.unwrap_or_else(|e| error_response(&e)), revision))
+}
+
+/// Reports where the request's time went (`x-queue-time-us`, `x-compute-time-us`).
+fn timing_headers(headers: &mut http::HeaderMap, timing: &Timing) {
+    for (name, micros) in timing.headers() {
+        headers.insert(name, HeaderValue::from(micros));
+    }
 }
 
 /// Marks a response with the side of the canary split that answered it, errors included, so

@@ -71,30 +71,26 @@ struct EmbeddingsResponse {
     usage: Usage,
 }
 
-fn invalid(message: impl Into<String>) -> ServeError {
-    ServeError::InvalidInput(message.into())
-}
-
 /// The texts of `input`: a string or a non-empty list of strings.
 fn texts(input: Value) -> Result<Vec<String>, ServeError> {
     let items = match input {
         Value::String(text) => return Ok(vec![text]),
         Value::Array(items) => items,
-        _ => return Err(invalid("'input' must be a string or a list of strings")),
+        _ => return Err(ServeError::invalid("'input' must be a string or a list of strings")),
     };
     if items.is_empty() {
-        return Err(invalid("'input' is an empty list"));
+        return Err(ServeError::invalid("'input' is an empty list"));
     }
     if items.len() > MAX_INPUTS {
-        return Err(invalid(format!("'input' has {} texts, more than the {MAX_INPUTS} accepted", items.len())));
+        return Err(ServeError::invalid(format!("'input' has {} texts, more than the {MAX_INPUTS} accepted", items.len())));
     }
     items
         .into_iter()
         .enumerate()
         .map(|(i, item)| match item {
             Value::String(text) => Ok(text),
-            Value::Number(_) | Value::Array(_) => Err(invalid("token id inputs are not supported: send text")),
-            _ => Err(invalid(format!("'input' element {i} is not a string"))),
+            Value::Number(_) | Value::Array(_) => Err(ServeError::invalid("token id inputs are not supported: send text")),
+            _ => Err(ServeError::invalid(format!("'input' element {i} is not a string"))),
         })
         .collect()
 }
@@ -103,15 +99,19 @@ fn encoding(format: Option<&str>) -> Result<Encoding, ServeError> {
     match format {
         None | Some("float") => Ok(Encoding::Float),
         Some("base64") => Ok(Encoding::Base64),
-        Some(other) => Err(invalid(format!("encoding_format '{other}' is not one of float, base64"))),
+        Some(other) => Err(ServeError::invalid(format!("encoding_format '{other}' is not one of float, base64"))),
     }
 }
 
 /// The text input's name and the embedding output's name and width, if `model` is an
 /// embedding model: one BYTES input, a first output of FP32 `[rows, hidden]`.
 fn embedding_tensors(model: &VersionInfo) -> Result<(&str, &str, usize), ServeError> {
-    let not_embedding =
-        || invalid(format!("model '{}' is not a text embedding model (one BYTES input and an FP32 [rows, hidden] output)", model.name()));
+    let not_embedding = || {
+        ServeError::invalid(format!(
+            "model '{}' is not a text embedding model (one BYTES input and an FP32 [rows, hidden] output)",
+            model.name()
+        ))
+    };
     let [input] = model.inputs() else { return Err(not_embedding()) };
     let output = model.outputs().first().ok_or_else(not_embedding)?;
     let hidden = match output.shape.as_slice() {
@@ -147,14 +147,18 @@ pub async fn embeddings(state: &HttpState, request: Request<Incoming>) -> HttpRe
 async fn embed(state: &HttpState, request: Request<Incoming>) -> Result<Value, ServeError> {
     let pin = pinned_revision(&request)?;
     let (_, body) = read_body(state, request).await?;
-    let parsed: EmbeddingsRequest = serde_json::from_slice(&body).map_err(|e| invalid(format!("failed to parse the request JSON: {e}")))?;
+    let parsed: EmbeddingsRequest =
+        serde_json::from_slice(&body).map_err(|e| ServeError::invalid(format!("failed to parse the request JSON: {e}")))?;
     let encoding = encoding(parsed.encoding_format.as_deref())?;
     let texts = texts(parsed.input)?;
     let first = state.registry.route(&parsed.model, "", pin).await?;
     let info = first.info().clone();
     let (input, output, hidden) = embedding_tensors(&info)?;
     if parsed.dimensions.is_some_and(|d| d != hidden as u64) {
-        return Err(invalid(format!("model '{}' gives {hidden} dimensions; other 'dimensions' are not supported", parsed.model)));
+        return Err(ServeError::invalid(format!(
+            "model '{}' gives {hidden} dimensions; other 'dimensions' are not supported",
+            parsed.model
+        )));
     }
     // One request per text, as text-embeddings-inference queues them: the dynamic batcher
     // merges them again within max_batch_size and the token budget, and padding stays per
@@ -165,7 +169,8 @@ async fn embed(state: &HttpState, request: Request<Incoming>) -> Result<Value, S
     while routes.len() < texts.len() {
         routes.push(state.registry.route(&parsed.model, "", pin).await?);
     }
-    let requests = texts.iter().map(|text| infer_request(&info, input, output, text)).collect::<Result<Vec<_>, _>>()?;
+    let requests =
+        texts.iter().map(|text| infer_request(&info, input, output, text).and_then(|r| info.validate(r))).collect::<Result<Vec<_>, _>>()?;
     let answers =
         futures_util::future::try_join_all(routes.into_iter().zip(requests).map(|(routed, request)| routed.infer(request))).await?;
     let mut data = Vec::with_capacity(texts.len());

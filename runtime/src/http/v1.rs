@@ -13,22 +13,18 @@ use crate::{
     ServeError,
 };
 
-fn invalid(message: impl Into<String>) -> ServeError {
-    ServeError::InvalidInput(message.into())
-}
-
 /// Decodes a V1 predict body for `model`.
 pub fn decode_predict(body: &[u8], model: &VersionInfo) -> Result<InferRequest, ServeError> {
     let mut parsed: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| invalid(format!("failed to parse the request JSON: {e}")))?;
+        serde_json::from_slice(body).map_err(|e| ServeError::invalid(format!("failed to parse the request JSON: {e}")))?;
     let instances = match (parsed.remove("instances"), parsed.remove("inputs")) {
         (Some(Value::Array(items)), None) | (None, Some(Value::Array(items))) => items,
-        (Some(_), Some(_)) => return Err(invalid("give either 'instances' or 'inputs', not both")),
-        (Some(_), None) | (None, Some(_)) => return Err(invalid("'instances' must be a list")),
-        (None, None) => return Err(invalid("the request has no 'instances'")),
+        (Some(_), Some(_)) => return Err(ServeError::invalid("give either 'instances' or 'inputs', not both")),
+        (Some(_), None) | (None, Some(_)) => return Err(ServeError::invalid("'instances' must be a list")),
+        (None, None) => return Err(ServeError::invalid("the request has no 'instances'")),
     };
     if instances.is_empty() {
-        return Err(invalid("'instances' is empty"));
+        return Err(ServeError::invalid("'instances' is empty"));
     }
     let batching = model.config().max_batch_size > 0;
     let specs = model.inputs();
@@ -38,9 +34,11 @@ pub fn decode_predict(body: &[u8], model: &VersionInfo) -> Result<InferRequest, 
         let rows = instances
             .iter()
             .map(|instance| match instance {
-                Value::Object(fields) => fields.get(&spec.name).ok_or_else(|| invalid(format!("an instance lacks input '{}'", spec.name))),
+                Value::Object(fields) => {
+                    fields.get(&spec.name).ok_or_else(|| ServeError::invalid(format!("an instance lacks input '{}'", spec.name)))
+                }
                 other if specs.len() == 1 => Ok(other),
-                _ => Err(invalid(format!(
+                _ => Err(ServeError::invalid(format!(
                     "model '{}' has several inputs: each instance must be an object keyed by input name",
                     model.name()
                 ))),
@@ -48,7 +46,7 @@ pub fn decode_predict(body: &[u8], model: &VersionInfo) -> Result<InferRequest, 
             .collect::<Result<Vec<&Value>, _>>()?;
         let row_shape = json_shape(rows[0]);
         if rows.iter().any(|r| json_shape(r) != row_shape) {
-            return Err(invalid(format!("instances of input '{}' differ in shape", spec.name)));
+            return Err(ServeError::invalid(format!("instances of input '{}' differ in shape", spec.name)));
         }
         let data = Value::Array(rows.into_iter().cloned().collect());
         let shape = if batching { std::iter::once(instances.len()).chain(row_shape).collect() } else { json_shape(&data) };

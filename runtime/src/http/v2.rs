@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::codec::{tensor_from_json, JsonData};
 use crate::{
+    edge,
     infer::{InferInput, InferRequest, InferResponse, ParameterValue, Parameters, RequestedOutput},
     ServeError,
 };
@@ -44,10 +45,6 @@ struct OutputJson {
     parameters: Option<Map<String, Value>>,
 }
 
-fn invalid(message: impl Into<String>) -> ServeError {
-    ServeError::InvalidInput(message.into())
-}
-
 /// Converts JSON parameters; nested objects and arrays are rejected.
 pub fn parameters_from_json(map: Option<Map<String, Value>>) -> Result<Parameters, ServeError> {
     let mut out = Parameters::new();
@@ -59,9 +56,9 @@ pub fn parameters_from_json(map: Option<Map<String, Value>>) -> Result<Parameter
                 (Some(i), _, _) => ParameterValue::Int(i),
                 (None, Some(u), _) => ParameterValue::Uint(u),
                 (None, None, Some(f)) => ParameterValue::Double(f),
-                _ => return Err(invalid(format!("parameter '{key}' is not a representable number"))),
+                _ => return Err(ServeError::invalid(format!("parameter '{key}' is not a representable number"))),
             },
-            other => return Err(invalid(format!("parameter '{key}' must be a bool, number or string, got {other}"))),
+            other => return Err(ServeError::invalid(format!("parameter '{key}' must be a bool, number or string, got {other}"))),
         };
         out.insert(key, converted);
     }
@@ -75,49 +72,49 @@ pub fn parameters_from_json(map: Option<Map<String, Value>>) -> Result<Parameter
 pub fn decode_request(body: Bytes, json_length: Option<usize>) -> Result<InferRequest, ServeError> {
     let json_length = json_length.unwrap_or(body.len());
     if json_length > body.len() {
-        return Err(invalid(format!("Inference-Header-Content-Length is {json_length} but the body has only {} bytes", body.len())));
+        return Err(ServeError::invalid(format!(
+            "Inference-Header-Content-Length is {json_length} but the body has only {} bytes",
+            body.len()
+        )));
     }
     let parsed: RequestJson =
-        serde_json::from_slice(&body[..json_length]).map_err(|e| invalid(format!("failed to parse the request JSON: {e}")))?;
+        serde_json::from_slice(&body[..json_length]).map_err(|e| ServeError::invalid(format!("failed to parse the request JSON: {e}")))?;
     let mut binary = body.slice(json_length..);
 
     let mut inputs = Vec::with_capacity(parsed.inputs.len());
     for input in parsed.inputs {
         let datatype = DataType::from_v2(&input.datatype)
-            .ok_or_else(|| invalid(format!("input '{}': unknown datatype '{}'", input.name, input.datatype)))?;
-        let shape = shape_from_i64(&input.shape).map_err(|e| invalid(format!("input '{}': {e}", input.name)))?;
+            .ok_or_else(|| ServeError::invalid(format!("input '{}': unknown datatype '{}'", input.name, input.datatype)))?;
+        let shape = shape_from_i64(&input.shape).map_err(|e| ServeError::invalid(format!("input '{}': {e}", input.name)))?;
         let parameters = parameters_from_json(input.parameters)?;
-        if parameters.contains_key("shared_memory_region") {
-            return Err(ServeError::Unsupported("the shared-memory extension is not supported".into()));
-        }
+        edge::refuse_input_extensions(|k| parameters.contains_key(k))?;
         let tensor = match parameters.get("binary_data_size") {
             Some(size) => {
                 if input.data.is_some() {
-                    return Err(invalid(format!("input '{}' has both 'data' and 'binary_data_size'", input.name)));
+                    return Err(ServeError::invalid(format!("input '{}' has both 'data' and 'binary_data_size'", input.name)));
                 }
-                let size = size
-                    .as_u64()
-                    .and_then(|s| usize::try_from(s).ok())
-                    .ok_or_else(|| invalid(format!("input '{}': binary_data_size must be a non-negative integer", input.name)))?;
+                let size = size.as_u64().and_then(|s| usize::try_from(s).ok()).ok_or_else(|| {
+                    ServeError::invalid(format!("input '{}': binary_data_size must be a non-negative integer", input.name))
+                })?;
                 if size > binary.len() {
-                    return Err(invalid(format!(
+                    return Err(ServeError::invalid(format!(
                         "input '{}': binary_data_size {size} runs past the end of the body ({} bytes of binary data left)",
                         input.name,
                         binary.len()
                     )));
                 }
                 let data = binary.split_to(size);
-                Tensor::from_bytes(datatype, shape, data).map_err(|e| invalid(format!("input '{}': {e}", input.name)))?
+                Tensor::from_bytes(datatype, shape, data).map_err(|e| ServeError::invalid(format!("input '{}': {e}", input.name)))?
             }
             None => {
-                let data = input.data.as_ref().ok_or_else(|| invalid(format!("input '{}' has no 'data'", input.name)))?;
+                let data = input.data.as_ref().ok_or_else(|| ServeError::invalid(format!("input '{}' has no 'data'", input.name)))?;
                 tensor_from_json(&input.name, datatype, shape, data)?
             }
         };
         inputs.push(InferInput { name: input.name, tensor });
     }
     if !binary.is_empty() {
-        return Err(invalid(format!("{} bytes of binary data follow the inputs and belong to none of them", binary.len())));
+        return Err(ServeError::invalid(format!("{} bytes of binary data follow the inputs and belong to none of them", binary.len())));
     }
     let outputs = parsed
         .outputs
@@ -125,16 +122,11 @@ pub fn decode_request(body: Bytes, json_length: Option<usize>) -> Result<InferRe
         .into_iter()
         .map(|o| {
             let parameters = parameters_from_json(o.parameters)?;
-            if parameters.contains_key("classification") {
-                return Err(ServeError::Unsupported("the classification extension is not supported".into()));
-            }
-            if parameters.contains_key("shared_memory_region") {
-                return Err(ServeError::Unsupported("the shared-memory extension is not supported".into()));
-            }
-            Ok(RequestedOutput { name: o.name, parameters })
+            edge::refuse_output_extensions(|k| parameters.contains_key(k))?;
+            Ok::<_, ServeError>(RequestedOutput { name: o.name, parameters })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(InferRequest { id: parsed.id, parameters: parameters_from_json(parsed.parameters)?, inputs, outputs })
+    InferRequest::new(parsed.id, parameters_from_json(parsed.parameters)?, inputs, outputs)
 }
 
 #[derive(Serialize)]
@@ -321,6 +313,7 @@ mod tests {
             id: Some("x".into()),
             outputs: vec![InferOutput { name: "a".into(), tensor: t.clone() }, InferOutput { name: "b".into(), tensor: t }],
             tokens: None,
+            timing: Default::default(),
         };
         let json_only = encode_response(&response, &RequestOptions::default()).unwrap();
         assert!(json_only.json_length.is_none());

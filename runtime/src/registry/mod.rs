@@ -30,9 +30,10 @@ use serde::Serialize;
 use tracing::{error, info, warn};
 
 use crate::{
-    infer::{InferRequest, InferResponse},
+    infer::InferResponse,
     model::{elapsed_ms, LoadOptions, ModelVersion, VersionInfo},
     repository::{model_names, ModelDirectory, RepositoryError},
+    validate::ValidRequest,
     ServeError,
 };
 use fingerprint::{fingerprint, hash_bytes, Fingerprint};
@@ -947,7 +948,7 @@ impl Routed<'_> {
     }
 
     /// Runs the request on the chosen version, feeding the canary comparison.
-    pub async fn infer(self, request: InferRequest) -> Result<InferResponse, ServeError> {
+    pub async fn infer(self, request: ValidRequest) -> Result<InferResponse, ServeError> {
         let started = Instant::now();
         let result = self.model.infer(request).await;
         self.runtime.last_used_ms.store(self.registry.now_ms(), Ordering::Relaxed);

@@ -1,11 +1,10 @@
-//! Table-driven tests of each documented KPA behaviour, and proptest invariants.
+//! Table-driven tests of each documented KPA behaviour, and proptest invariants. They replay
+//! loads through the simulator's replica model, so they live beside it; the KPA library itself
+//! stays free of the simulator.
 
 use proptest::prelude::*;
-
-use super::*;
-use crate::{
-    config::ScaleMetric,
-    settings::Settings,
+use quiver_autoscaler::{config::ScaleMetric, settings::Settings, Activity, Autoscaler, AutoscalerConfig, Decision};
+use quiver_autoscaler_simulator::{
     simulate::{simulate, ReplicaModel, SimulatedSecond},
     trace::Trace,
 };
