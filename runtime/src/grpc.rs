@@ -10,7 +10,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::{
     infer::{InferInput, InferRequest, InferResponse, ParameterValue, Parameters, RequestedOutput},
     proto::{self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice},
-    registry::{self, traffic::Revision, ModelRegistry},
+    protocol::{self, REVISION_HEADER},
+    registry::{traffic::Revision, ModelRegistry},
     ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
 };
 
@@ -46,7 +47,7 @@ impl InferenceService {
         request: proto::ModelInferRequest,
         pin: Option<Revision>,
     ) -> (Result<proto::ModelInferResponse, ServeError>, Option<Revision>) {
-        let routed = match self.registry.route(&request.model_name, &request.model_version, pin).await {
+        let routed = match self.registry.route(&request.model_name, &request.model_version, pin) {
             Ok(routed) => routed,
             Err(e) => return (Err(e), None),
         };
@@ -251,14 +252,14 @@ impl GrpcInferenceService for InferenceService {
             Ok(response) => {
                 let mut response = Response::new(response);
                 if let Some(side) = side {
-                    response.metadata_mut().insert(registry::REVISION_HEADER, side);
+                    response.metadata_mut().insert(REVISION_HEADER, side);
                 }
                 Ok(response)
             }
             Err(e) => {
                 let mut status = status_of(e);
                 if let Some(side) = side {
-                    status.metadata_mut().insert(registry::REVISION_HEADER, side);
+                    status.metadata_mut().insert(REVISION_HEADER, side);
                 }
                 Err(status)
             }
@@ -335,7 +336,7 @@ impl GrpcInferenceService for InferenceService {
             Some(ParameterChoice::StringParam(json)) => Some(json.as_str()),
             _ => None,
         });
-        let config = registry::load_parameters(request.parameters.keys(), config_param).map_err(status_of)?;
+        let config = protocol::load_parameters(request.parameters.keys(), config_param).map_err(status_of)?;
         self.registry.load(&request.model_name, config).await.map_err(status_of)?;
         Ok(Response::new(proto::RepositoryModelLoadResponse {}))
     }
@@ -351,7 +352,7 @@ impl GrpcInferenceService for InferenceService {
 
 /// The side of a canary split a call pins itself to (`x-quiver-revision` metadata), if any.
 fn pinned_revision(metadata: &tonic::metadata::MetadataMap) -> Result<Option<Revision>, ServeError> {
-    registry::pinned_revision(metadata.get(registry::REVISION_HEADER).map(|v| v.as_bytes()))
+    protocol::pinned_revision(metadata.get(REVISION_HEADER).map(|v| v.as_bytes()))
 }
 
 /// Runs `producer` on a task feeding a bounded channel, and returns the channel as a stream.
