@@ -90,7 +90,8 @@ fn reloads_keep_unchanged_versions_and_failed_ones_keep_serving() {
     let policy = ModelPolicy::default();
     let table = two_ready(&policy);
     // (outcomes, expected states, expected load error)
-    let cases: Vec<(Vec<(u64, Outcome<Fake>)>, Vec<(u64, &str)>, Option<&str>)> = vec![
+    type Case = (Vec<(u64, Outcome<Fake>)>, Vec<(u64, &'static str)>, Option<&'static str>);
+    let cases: Vec<Case> = vec![
         (vec![(1, Outcome::Unchanged), (2, Outcome::Unchanged)], vec![(1, "R1"), (2, "R1")], None),
         (vec![(1, Outcome::Unchanged), ok(2, 2)], vec![(1, "R1"), (2, "R2")], None),
         (vec![(1, Outcome::Unchanged), (2, Outcome::Failed("bad".into()))], vec![(1, "R1"), (2, "R1")], Some("version 2: bad")),
@@ -166,7 +167,8 @@ fn unload_marks_every_version_and_a_load_brings_it_back() {
 fn idle_checks_release_only_idle_models_and_versions_without_requests() {
     let busy = |vs: &[u64]| vs.iter().copied().collect::<BTreeSet<u64>>();
     // (policy grace, last used, busy versions, expected states or None for no change)
-    let cases: Vec<(Option<u64>, u64, BTreeSet<u64>, Option<Vec<(u64, &str)>>)> = vec![
+    type Case = (Option<u64>, u64, BTreeSet<u64>, Option<Vec<(u64, &'static str)>>);
+    let cases: Vec<Case> = vec![
         (None, 0, busy(&[]), None),                                        // no scale to zero
         (Some(5_000), 6_000, busy(&[]), None),                             // within the grace period
         (Some(5_000), 5_000, busy(&[1, 2]), None),                         // everything busy
