@@ -11,7 +11,8 @@ use crate::{
     edge,
     infer::{InferInput, InferRequest, InferResponse, ParameterValue, Parameters, RequestedOutput, Timing},
     proto::{self, grpc_inference_service_server::GrpcInferenceService, infer_parameter::ParameterChoice},
-    registry::{self, traffic::Revision, ModelRegistry},
+    protocol::{self, REVISION_HEADER},
+    registry::{traffic::Revision, ModelRegistry},
     ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
 };
 
@@ -47,7 +48,9 @@ impl InferenceService {
         request: proto::ModelInferRequest,
         pin: Option<Revision>,
     ) -> (Result<(proto::ModelInferResponse, Timing), ServeError>, Option<Revision>) {
-        let routed = match self.registry.route(&request.model_name, &request.model_version, pin).await {
+        // Route (no IO, nothing woken), decode, and check against the version's configuration
+        // before anything can start a scaled-to-zero model.
+        let routed = match self.registry.route(&request.model_name, &request.model_version, pin) {
             Ok(routed) => routed,
             Err(e) => return (Err(e), None),
         };
@@ -249,7 +252,7 @@ impl GrpcInferenceService for InferenceService {
             Ok((response, timing)) => {
                 let mut response = Response::new(response);
                 if let Some(side) = side {
-                    response.metadata_mut().insert(registry::REVISION_HEADER, side);
+                    response.metadata_mut().insert(REVISION_HEADER, side);
                 }
                 // Where the time went, in the response metadata (tonic sends a unary answer's
                 // own metadata as headers; its trailers carry only the status).
@@ -261,7 +264,7 @@ impl GrpcInferenceService for InferenceService {
             Err(e) => {
                 let mut status = status_of(e);
                 if let Some(side) = side {
-                    status.metadata_mut().insert(registry::REVISION_HEADER, side);
+                    status.metadata_mut().insert(REVISION_HEADER, side);
                 }
                 Err(status)
             }
@@ -340,7 +343,7 @@ impl GrpcInferenceService for InferenceService {
             Some(ParameterChoice::StringParam(json)) => Some(json.as_str()),
             _ => None,
         });
-        let config = registry::load_parameters(request.parameters.keys(), config_param).map_err(status_of)?;
+        let config = protocol::load_parameters(request.parameters.keys(), config_param).map_err(status_of)?;
         self.registry.load(&request.model_name, config).await.map_err(status_of)?;
         Ok(Response::new(proto::RepositoryModelLoadResponse {}))
     }
@@ -356,7 +359,7 @@ impl GrpcInferenceService for InferenceService {
 
 /// The side of a canary split a call pins itself to (`x-quiver-revision` metadata), if any.
 fn pinned_revision(metadata: &tonic::metadata::MetadataMap) -> Result<Option<Revision>, ServeError> {
-    registry::pinned_revision(metadata.get(registry::REVISION_HEADER).map(|v| v.as_bytes()))
+    protocol::pinned_revision(metadata.get(REVISION_HEADER).map(|v| v.as_bytes()))
 }
 
 /// Runs `producer` on a task feeding a bounded channel, and returns the channel as a stream.

@@ -15,6 +15,7 @@ pub mod http;
 pub mod infer;
 pub mod metrics;
 pub mod model;
+pub mod protocol;
 pub mod registry;
 pub mod repository;
 pub mod scheduler;

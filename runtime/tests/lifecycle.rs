@@ -73,7 +73,7 @@ fn request() -> InferRequest {
 
 /// Runs one unversioned request; returns the version that answered.
 async fn infer(registry: &ModelRegistry, pin: Option<Revision>) -> Result<String, ServeError> {
-    let routed = registry.route("mlp", "", pin).await?;
+    let routed = registry.route("mlp", "", pin)?;
     let valid = routed.info().validate(request())?;
     Ok(routed.infer(valid).await?.model_version)
 }
@@ -104,18 +104,18 @@ async fn explicit_mode_loads_and_unloads_on_request() {
     assert!(matches!(registry.load("../etc", None).await, Err(ServeError::InvalidInput(_))));
 
     // A request routed before the unload finishes on its version afterwards.
-    let in_flight = registry.route("other", "1", None).await.unwrap();
+    let in_flight = registry.route("other", "1", None).unwrap();
     registry.unload("other").await.unwrap();
     let valid = in_flight.info().validate(request()).unwrap();
     assert_eq!(in_flight.infer(valid).await.unwrap().model_version, "1");
-    assert!(matches!(registry.route("other", "", None).await, Err(ServeError::Unavailable(_))));
+    assert!(matches!(registry.route("other", "", None), Err(ServeError::Unavailable(_))));
     let rows = index(&registry);
     assert!(rows.contains(&("other".into(), "1".into(), "UNAVAILABLE", "unloaded".into())), "{rows:?}");
     assert!(registry.all_ready(), "an unloaded model does not hold readiness back");
 
     // Loading it again brings it back.
     registry.load("other", None).await.unwrap();
-    let other = registry.route("other", "2", None).await.unwrap();
+    let other = registry.route("other", "2", None).unwrap();
     let valid = other.info().validate(request()).unwrap();
     assert_eq!(other.infer(valid).await.unwrap().model_version, "2");
 }
@@ -138,21 +138,21 @@ async fn reloads_keep_unchanged_versions_and_survive_failures() {
     let repo = Repo::new("reload");
     let registry = repo.registry(ControlMode::Explicit, &["*"]);
     registry.load_startup().await.unwrap();
-    let v1 = registry.route("mlp", "1", None).await.unwrap().info().clone();
-    let v2 = registry.route("mlp", "2", None).await.unwrap().info().clone();
+    let v1 = registry.route("mlp", "1", None).unwrap().info().clone();
+    let v2 = registry.route("mlp", "2", None).unwrap().info().clone();
 
     // Nothing changed: the same loaded versions serve on.
     registry.load("mlp", None).await.unwrap();
-    assert!(Arc::ptr_eq(&v1, registry.route("mlp", "1", None).await.unwrap().info()));
-    assert!(Arc::ptr_eq(&v2, registry.route("mlp", "2", None).await.unwrap().info()));
+    assert!(Arc::ptr_eq(&v1, registry.route("mlp", "1", None).unwrap().info()));
+    assert!(Arc::ptr_eq(&v2, registry.route("mlp", "2", None).unwrap().info()));
 
     // Version 2's file changes: only it is loaded again.
     let model = std::fs::read(repo.path("mlp/2/model.onnx")).unwrap();
     std::fs::write(repo.path("mlp/2/model.onnx"), &model).unwrap();
     std::fs::write(repo.path("mlp/2/notes.txt"), b"retrained").unwrap();
     registry.load("mlp", None).await.unwrap();
-    assert!(Arc::ptr_eq(&v1, registry.route("mlp", "1", None).await.unwrap().info()));
-    assert!(!Arc::ptr_eq(&v2, registry.route("mlp", "2", None).await.unwrap().info()));
+    assert!(Arc::ptr_eq(&v1, registry.route("mlp", "1", None).unwrap().info()));
+    assert!(!Arc::ptr_eq(&v2, registry.route("mlp", "2", None).unwrap().info()));
 
     // A corrupt new version 3 fails; 1 and 2 go on serving, and the default stays 2.
     std::fs::create_dir_all(repo.path("mlp/3")).unwrap();
@@ -177,7 +177,7 @@ async fn reloads_keep_unchanged_versions_and_survive_failures() {
     // A config given in the load request replaces the file (here: only version 1).
     std::fs::write(repo.path("mlp/config.pbtxt"), config).unwrap();
     let json = r#"{"max_batch_size": 8, "version_policy": {"specific": {"versions": [1]}}}"#;
-    let override_config = quiver_runtime::registry::parse_config_override(json).unwrap();
+    let override_config = quiver_runtime::protocol::parse_config_override(json).unwrap();
     registry.load("mlp", Some(override_config)).await.unwrap();
     assert_eq!(registry.ready_versions("mlp"), ["1"]);
     assert_eq!(infer(&registry, None).await.unwrap(), "1");
@@ -202,7 +202,7 @@ async fn canary_split_pin_promote_rollback() {
     assert_eq!(infer(&registry, Some(Revision::Canary)).await.unwrap(), "2");
     assert_eq!(infer(&registry, Some(Revision::Stable)).await.unwrap(), "1");
     // An explicit version bypasses the split.
-    assert_eq!(registry.route("mlp", "1", None).await.unwrap().revision(), None);
+    assert_eq!(registry.route("mlp", "1", None).unwrap().revision(), None);
 
     registry.change_traffic("mlp", TrafficChange::Rollback).await.unwrap();
     for _ in 0..20 {
@@ -240,7 +240,7 @@ async fn scales_to_zero_and_every_buffered_request_is_served() {
     assert_eq!(infer(&registry, None).await.unwrap(), "2");
 
     // Busy: a request in flight (holding its version) keeps the model up.
-    let held = registry.route("mlp", "2", None).await.unwrap();
+    let held = registry.route("mlp", "2", None).unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     registry.scale_idle().await;
     assert!(registry.index(false).iter().all(|r| r.reason.is_empty() || r.version == "1"), "version 2 is busy");

@@ -25,7 +25,8 @@ use crate::{
     edge,
     infer::Timing,
     model::VersionInfo,
-    registry::{self, traffic::Revision, ModelRegistry, Routed, REVISION_HEADER},
+    protocol::{self, REVISION_HEADER},
+    registry::{traffic::Revision, ModelRegistry, Routed},
     ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
 };
 
@@ -251,7 +252,7 @@ async fn model_route(
             Ok(json_response(StatusCode::OK, &config))
         }
         (&Method::POST, ["infer"]) => {
-            let routed = state.registry.route(model, version, pinned_revision(&request)?).await?;
+            let routed = state.registry.route(model, version, pinned_revision(&request)?)?;
             let revision = routed.revision();
             let answer = v2_infer(state, routed, request).await;
             Ok(with_revision(answer.unwrap_or_else(|e| error_response(&e)), revision))
@@ -262,7 +263,7 @@ async fn model_route(
 
 /// The side of a canary split the request pins itself to, if any.
 fn pinned_revision(request: &Request<Incoming>) -> Result<Option<Revision>, ServeError> {
-    registry::pinned_revision(request.headers().get(REVISION_HEADER).map(HeaderValue::as_bytes))
+    protocol::pinned_revision(request.headers().get(REVISION_HEADER).map(HeaderValue::as_bytes))
 }
 
 /// The V2 model metadata document.
@@ -270,7 +271,7 @@ fn model_metadata(state: &HttpState, model: &VersionInfo) -> Value {
     serde_json::to_value(edge::ModelMetadata::of(&state.registry, model)).unwrap_or(Value::Null)
 }
 
-async fn v2_infer(state: &HttpState, routed: Routed<'_>, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
+async fn v2_infer(state: &HttpState, routed: Routed, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
     let (parts, body) = read_body(state, request).await?;
     let json_length = match parts.headers.get(v2::HEADER_CONTENT_LENGTH) {
         Some(value) => Some(
@@ -309,7 +310,7 @@ fn v1_model(state: &HttpState, model: &str) -> Result<HttpResponse, ServeError> 
 }
 
 async fn v1_predict(state: &HttpState, model: &str, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
-    let routed = state.registry.route(model, "", pinned_revision(&request)?).await?;
+    let routed = state.registry.route(model, "", pinned_revision(&request)?)?;
     let revision = routed.revision();
     let answer = async {
         let (_, body) = read_body(state, request).await?;

@@ -151,7 +151,7 @@ async fn embed(state: &HttpState, request: Request<Incoming>) -> Result<Value, S
         serde_json::from_slice(&body).map_err(|e| ServeError::invalid(format!("failed to parse the request JSON: {e}")))?;
     let encoding = encoding(parsed.encoding_format.as_deref())?;
     let texts = texts(parsed.input)?;
-    let first = state.registry.route(&parsed.model, "", pin).await?;
+    let first = state.registry.route(&parsed.model, "", pin)?;
     let info = first.info().clone();
     let (input, output, hidden) = embedding_tensors(&info)?;
     if parsed.dimensions.is_some_and(|d| d != hidden as u64) {
@@ -167,7 +167,7 @@ async fn embed(state: &HttpState, request: Request<Incoming>) -> Result<Value, S
     let mut routes = Vec::with_capacity(texts.len());
     routes.push(first);
     while routes.len() < texts.len() {
-        routes.push(state.registry.route(&parsed.model, "", pin).await?);
+        routes.push(state.registry.route(&parsed.model, "", pin)?);
     }
     let requests =
         texts.iter().map(|text| infer_request(&info, input, output, text).and_then(|r| info.validate(r))).collect::<Result<Vec<_>, _>>()?;

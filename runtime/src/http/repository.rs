@@ -14,7 +14,8 @@ use serde_json::{json, Map, Value};
 
 use super::{json_response, read_body, HttpResponse, HttpState};
 use crate::{
-    registry::{self, judge::RollbackRule, TrafficChange},
+    protocol,
+    registry::{judge::RollbackRule, TrafficChange},
     ServeError,
 };
 
@@ -105,7 +106,7 @@ fn parameters(body: &[u8]) -> Result<Map<String, Value>, ServeError> {
 /// `config.pbtxt`; model files sent inline (`file:...`) are not supported.
 fn load_parameters(body: &[u8]) -> Result<Option<quiver_core::ModelConfig>, ServeError> {
     let params = parameters(body)?;
-    registry::load_parameters(params.keys(), params.get("config").map(Value::as_str))
+    protocol::load_parameters(params.keys(), params.get("config").map(Value::as_str))
 }
 
 /// A version given as a number or a string of one.

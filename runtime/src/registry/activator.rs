@@ -1,0 +1,147 @@
+//! The activator driver: scale to zero of idle models, and the cold start of a scaled-to-zero
+//! version when a request reaches it (one load per burst, each request waiting in a bounded
+//! buffer up to the cold-start timeout).
+
+use std::{
+    collections::BTreeSet,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
+
+use tracing::info;
+
+use super::{
+    lifecycle::{Effect, Event},
+    loader::load_version,
+    policy::ColdStart,
+    ModelRegistry, ModelRuntime, Shared, VersionState,
+};
+use crate::{model::ModelVersion, ServeError};
+
+impl ModelRegistry {
+    /// Scales idle models to zero: a model with `min_instances: 0` and no request for its
+    /// grace period releases every ready version that has no request in flight. Call it
+    /// periodically.
+    pub async fn scale_idle(&self) {
+        let candidates: Vec<(String, Arc<ModelRuntime>)> = self
+            .shared
+            .table
+            .load()
+            .models
+            .iter()
+            .filter(|(_, e)| e.policy.idle.is_some() && e.versions.values().any(|s| matches!(s, VersionState::Ready(_))))
+            .map(|(name, e)| (name.clone(), e.runtime.clone()))
+            .collect();
+        for (name, runtime) in candidates {
+            // A load or activation in progress wins; the next pass looks again.
+            let Ok(_control) = runtime.control.try_lock() else { continue };
+            let busy = busy_versions(&self.shared, &name);
+            let event = Event::IdleCheck { last_used_ms: runtime.last_used_ms.load(Ordering::Relaxed), busy };
+            let effects = self.shared.apply(&name, &event);
+            let _ = self.shared.perform(&name, &runtime, &effects);
+        }
+    }
+}
+
+/// The ready versions of `name` with requests in flight. The table holds one reference to
+/// each loaded version and every request one more; this guard holds none (it borrows the
+/// table), so a count above one means a request holds it.
+fn busy_versions(shared: &Shared, name: &str) -> BTreeSet<u64> {
+    let table = shared.table.load();
+    let Some(entry) = table.models.get(name) else { return BTreeSet::new() };
+    entry
+        .versions
+        .iter()
+        .filter_map(|(v, s)| match s {
+            VersionState::Ready(m) if Arc::strong_count(m) > 1 => Some(*v),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Loads scaled-to-zero `version` of `name` while the request waits: one load however many
+/// requests arrive, each waiting in a bounded buffer up to the cold-start timeout.
+pub(super) async fn activate(
+    shared: &Shared,
+    runtime: &ModelRuntime,
+    name: &str,
+    version: u64,
+    cold_start: ColdStart,
+) -> Result<Arc<ModelVersion>, ServeError> {
+    let _waiting = Waiting::enter(&runtime.cold_waiters, cold_start.buffer).ok_or_else(|| {
+        ServeError::Unavailable(format!("model '{name}' is starting and its cold-start buffer of {} requests is full", cold_start.buffer))
+    })?;
+    let load = async {
+        let _control = runtime.control.lock().await;
+        let source = {
+            let table = shared.table.load();
+            let entry = table.models.get(name).ok_or_else(|| super::unknown_model(name))?;
+            match entry.versions.get(&version) {
+                Some(VersionState::Ready(m)) => return Ok(m.clone()), // another request activated it
+                Some(VersionState::Idle(_)) => entry.source.clone(),
+                _ => return Err(ServeError::Unavailable(format!("model '{name}' version {version} was unloaded"))),
+            }
+        };
+        let source = source.ok_or_else(|| ServeError::Unavailable(format!("model '{name}' has no source to load from")))?;
+        let started = Instant::now();
+        let model = match load_version(&source.dir, version, &shared.load).await {
+            Ok(model) => model,
+            Err(e) => {
+                shared.apply(name, &Event::ActivationFailed { version });
+                return Err(ServeError::Unavailable(format!("model '{name}' version {version} failed to start: {e}")));
+            }
+        };
+        let cold_start_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let effects = shared.apply(name, &Event::Activated { version, model: model.clone() });
+        if effects.contains(&Effect::Activated(version)) {
+            let labels = [("model", name.to_string()), ("version", model.version().to_string())];
+            metrics::counter!("quiver_model_cold_starts_total", &labels).increment(1);
+            metrics::counter!("quiver_model_cold_start_duration_us", &labels).increment(cold_start_us);
+            metrics::gauge!("quiver_model_last_cold_start_us", &labels).set(cold_start_us as f64);
+            info!(model = name, version, "cold start in {} µs", cold_start_us);
+        }
+        Ok(model)
+    };
+    tokio::time::timeout(cold_start.timeout, load)
+        .await
+        .map_err(|_| ServeError::Unavailable(format!("model '{name}' did not start within {:?}", cold_start.timeout)))?
+}
+
+/// A place in the cold-start buffer, given back when dropped.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize, limit: usize) -> Option<Waiting<'a>> {
+        if count.fetch_add(1, Ordering::AcqRel) >= limit {
+            count.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Waiting(count))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_is_bounded_and_places_come_back() {
+        let count = AtomicUsize::new(0);
+        let a = Waiting::enter(&count, 2).unwrap();
+        let b = Waiting::enter(&count, 2).unwrap();
+        assert!(Waiting::enter(&count, 2).is_none());
+        drop(a);
+        assert!(Waiting::enter(&count, 2).is_some());
+        drop(b);
+        assert_eq!(count.load(Ordering::Acquire), 0);
+    }
+}
