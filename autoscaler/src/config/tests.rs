@@ -3,8 +3,6 @@
 use super::*;
 use crate::settings::Settings;
 
-use super::*;
-
 /// Settings as `(key, value)` pairs.
 type Pairs = &'static [(&'static str, &'static str)];
 
