@@ -2,10 +2,12 @@
 # Runs every test of the project: the README's test command, and what .ci/run calls.
 #
 #   1. builds the release binary (target/release/quiver) and the workspace tests;
-#   2. runs the Rust unit and integration tests (cargo test --release: tract is far too slow
+#   2. checks formatting (cargo fmt, rustfmt.toml) and lints (cargo clippy -D warnings, every
+#      target, release profile: the build scripts and proc macros it compiles are the build's);
+#   3. runs the Rust unit and integration tests (cargo test --release: tract is far too slow
 #      unoptimized, and sharing the release profile builds the dependencies only once);
-#   3. creates/refreshes the Python venv of reference clients (target/pyenv);
-#   4. runs the end-to-end suite (tests/e2e) against the real binary with tritonclient,
+#   4. creates/refreshes the Python venv of reference clients (target/pyenv);
+#   5. runs the end-to-end suite (tests/e2e) against the real binary with tritonclient,
 #      onnxruntime as the reference, and raw HTTP.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +15,12 @@ cd "$root"
 
 echo "==> cargo build --release"
 cargo build --release --locked
+
+echo "==> cargo fmt --check"
+cargo fmt --all --check
+
+echo "==> cargo clippy (workspace, all targets, release profile, -D warnings)"
+cargo clippy --release --locked --workspace --all-targets -- -D warnings
 
 echo "==> cargo test (workspace, release profile)"
 cargo test --release --locked --workspace

@@ -83,7 +83,7 @@ class QuiverServer:
                 "or set QUIVER_BIN"
             )
         env = dict(os.environ)
-        env.setdefault("RUST_LOG", "info")
+        env.setdefault("QUIVER_LOG", "info")  # the server's log filter (src/main.rs)
         env["NO_COLOR"] = "1"
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

@@ -23,8 +23,9 @@ def lone_server(tmp_path):
 
 
 def _start_request(srv, i: int):
-    """Opens a connection, sends the headers and half of an inference body, and returns
-    (connection, rest of the body, input)."""
+    """Opens a connection, sends the headers (with `Expect: 100-continue`) and half of an
+    inference body once the server has answered `100 Continue`, and returns (connection, rest of
+    the body, input, version)."""
     x = mlp_batch(1 + i % 8, seed=200 + i)
     version = "1" if i % 2 else "2"
     path = f"/v2/models/mlp/versions/{version}/infer"
@@ -41,21 +42,50 @@ def _start_request(srv, i: int):
     host, port = srv.http_addr.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=15)
     conn.putrequest("POST", path)
-    for k, v in {**headers, "Content-Length": str(len(body))}.items():
+    for k, v in {**headers, "Content-Length": str(len(body)), "Expect": "100-continue"}.items():
         conn.putheader(k, v)
     conn.endheaders()
+    _await_continue(srv, conn)
     half = len(body) // 2
     conn.send(body[:half])
     return conn, body[half:], x, version
 
 
+def _await_continue(srv, conn: http.client.HTTPConnection) -> None:
+    """Reads the interim `100 Continue` that the server sends when the handler starts reading the
+    body: from then on the request is in flight (its headers parsed, its handler running).
+    Reads only those bytes, so that `getresponse()` later sees the final response."""
+    got = b""
+    while not got.endswith(b"\r\n\r\n"):
+        try:
+            chunk = conn.sock.recv(1)
+        except OSError as e:
+            pytest.fail(f"no 100 Continue ({e}) after {got!r}:\n{srv.log_tail()}")
+        if not chunk:
+            pytest.fail(f"the server closed the connection after {got!r}:\n{srv.log_tail()}")
+        got += chunk
+    assert got.startswith(b"HTTP/1.1 100 "), got
+
+
+def _wait_for_log(srv, text: str, timeout: float = 10.0) -> None:
+    """Waits until the server's log contains `text` (or fails, or the process exits)."""
+    deadline = time.monotonic() + timeout
+    while text not in srv.log():
+        if srv.proc.poll() is not None:
+            pytest.fail(f"quiver exited ({srv.proc.returncode}) before logging {text!r}:\n{srv.log_tail()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"quiver did not log {text!r} within {timeout} s:\n{srv.log_tail()}")
+        time.sleep(0.02)
+
+
 def test_sigterm_drains_in_flight_requests(lone_server, reference_for_repo):
     srv = lone_server
     n = 8
+    # Each returns once the server has parsed its headers and waits for the rest of its body.
     pending = [_start_request(srv, i) for i in range(n)]
-    time.sleep(0.5)  # the server has read every request's headers and is waiting for the bodies
     srv.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    # The rest of the bodies is sent only once the server is draining.
+    _wait_for_log(srv, "shutting down")
     assert srv.proc.poll() is None, (
         f"quiver exited ({srv.proc.returncode}) with {n} requests in flight:\n{srv.log_tail()}"
     )
@@ -63,8 +93,11 @@ def test_sigterm_drains_in_flight_requests(lone_server, reference_for_repo):
     for conn, rest, x, version in pending:
         conn.send(rest)
     for conn, rest, x, version in pending:
-        resp = conn.getresponse()
-        data = resp.read()
+        try:
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as e:
+            pytest.fail(f"an in-flight request lost its answer during shutdown ({e!r}):\n{srv.log_tail()}")
         assert resp.status == 200, (resp.status, data[:300], srv.log_tail())
         n_head = resp.getheader("Inference-Header-Content-Length")
         body = json.loads(data[: int(n_head)] if n_head else data)

@@ -132,7 +132,7 @@ impl Scheduler {
     /// come back as soon as the driver sees the request; a queue timeout when it expires.
     pub async fn execute(&self, inputs: Vec<Tensor>, params: ScheduleParams) -> Result<Execution, ServeError> {
         let (reply, done) = oneshot::channel();
-        let submit = Submit { shape_key: batch::shape_key(&inputs), pending: Pending { inputs, reply }, params, at: Instant::now() };
+        let submit = Submit { shape_key: batch::shape_key(&inputs), pending: Pending { inputs, reply }, params, at: queue_now() };
         self.submit.try_send(submit).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ServeError::QueueFull(format!("the queue of model '{}' is full", self.label)),
             mpsc::error::TrySendError::Closed(_) => ServeError::Unavailable(format!("model '{}' is unloading", self.label)),
@@ -143,6 +143,13 @@ impl Scheduler {
     fn gone(&self) -> ServeError {
         ServeError::Unavailable(format!("model '{}' stopped before answering", self.label))
     }
+}
+
+/// The queue's clock: tokio's, which is the system's monotonic clock in a server and can be
+/// paused and advanced in tests, where queue delays and timeouts then elapse without waiting.
+/// Execution times are measured on `std`'s clock in [`run_batch`], as they are real work.
+fn queue_now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// Releases results in arrival order (`preserve_ordering`).
@@ -208,7 +215,7 @@ impl Driver {
     async fn run(mut self, mut submit: mpsc::Receiver<Submit>, mut done: mpsc::Receiver<Done>) {
         let mut accepting = true;
         loop {
-            let wake = self.dispatch(Instant::now());
+            let wake = self.dispatch(queue_now());
             if !accepting && self.queue.is_empty() && self.free == self.instances {
                 return;
             }
@@ -291,7 +298,7 @@ impl Driver {
                     inline_batches += 1;
                     if inline_batches == INLINE_BURST {
                         // Let the reactor run other tasks; come straight back.
-                        wake = Some(Instant::now());
+                        wake = Some(queue_now());
                         break;
                     }
                 }
@@ -400,6 +407,10 @@ fn run_batch(model: &dyn Model, entries: Vec<Entry<Pending>>, dispatched: Instan
     done
 }
 
+// The tests run on a paused tokio clock: queue delays and timeouts elapse as soon as the runtime
+// has nothing else to do, so `sleep`s below order events instead of waiting, and queue times are
+// exact. The fake backend's executions still take real time on real threads; no test asserts
+// how long they take.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,7 +505,7 @@ mod tests {
         ScheduleParams { rows: n, ..Default::default() }
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn concurrent_requests_are_merged_and_each_gets_its_rows() {
         let model = Doubler::new(0);
         let s = scheduler(model.clone(), 1, policy(true, 16, 200, 100), false);
@@ -513,7 +524,22 @@ mod tests {
         assert_eq!(*model.batches.lock().unwrap(), vec![10]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_request_waits_the_queue_delay_and_a_preferred_batch_does_not() {
+        let model = Doubler::new(0);
+        let s = scheduler(model.clone(), 1, policy(true, 8, 300, 10), false);
+        let t0 = tokio::time::Instant::now();
+        let lone = s.execute(rows(&[1.0]), params(1)).await.unwrap();
+        // The batch leaves when the delay expires, within one tick of tokio's millisecond timer.
+        assert!(lone.queue >= Duration::from_millis(300) && lone.queue < Duration::from_millis(302), "queued {:?}", lone.queue);
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        // 8 rows are the preferred size: no waiting at all.
+        let full = s.execute(rows(&[1.0; 8]), params(8)).await.unwrap();
+        assert_eq!(full.queue, Duration::ZERO);
+        assert_eq!(*model.batches.lock().unwrap(), vec![1, 8]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn without_dynamic_batching_requests_run_alone() {
         let model = Doubler::new(5);
         let s = scheduler(model.clone(), 1, policy(false, 8, 0, 100), false);
@@ -529,7 +555,7 @@ mod tests {
         assert_eq!(*model.batches.lock().unwrap(), vec![1, 1, 1]);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn instances_execute_concurrently() {
         let model = Doubler::new(100);
         let s = scheduler(model.clone(), 3, policy(false, 1, 0, 100), false);
@@ -545,7 +571,7 @@ mod tests {
         assert_eq!(model.max_running.load(Ordering::SeqCst), 3);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_full_queue_rejects_and_a_timeout_fails() {
         let model = Doubler::new(300);
         let s = scheduler(model.clone(), 1, policy(false, 1, 0, 1), false);
@@ -567,7 +593,7 @@ mod tests {
         assert_eq!(*model.batches.lock().unwrap(), vec![1], "the timed-out request never ran");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn abandoned_requests_do_not_execute() {
         let model = Doubler::new(200);
         let s = scheduler(model.clone(), 1, policy(false, 1, 0, 10), false);
@@ -587,7 +613,7 @@ mod tests {
         assert_eq!(model.batches.lock().unwrap().len(), 2, "the abandoned request was skipped");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_panicking_backend_fails_its_batch_only() {
         let model = Doubler::new(0);
         let s = scheduler(model, 1, policy(true, 4, 0, 10), false);
@@ -595,7 +621,7 @@ mod tests {
         assert!(s.execute(rows(&[1.0]), params(1)).await.is_ok());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn preserve_ordering_answers_in_arrival_order() {
         // Two instances: the first request runs a slow batch alone; with ordering preserved the
         // second request, though it finishes first, is answered after it.
@@ -615,7 +641,7 @@ mod tests {
         assert_eq!(rx.recv().await, Some(1));
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn tiny_single_instance_batches_run_inline_and_slow_ones_do_not() {
         let fast = Doubler::new(0);
         let s = scheduler(fast.clone(), 1, policy(true, 4, 0, 10), false);
