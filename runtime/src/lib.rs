@@ -18,6 +18,7 @@ pub mod registry;
 pub mod repository;
 pub mod scheduler;
 pub mod server;
+pub mod tokenize;
 
 /// The protocol's generated types (package `inference`), from the core crate.
 pub use quiver_core::proto;

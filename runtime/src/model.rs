@@ -9,8 +9,8 @@ use std::{
 
 use quiver_core::{
     config::{self, ConfigError},
-    proto, Backend, DataType, EngineError, Engines, LoadOptions as BackendOptions, Model, ModelConfig, Placement, Tensor, TensorInfo,
-    TokenCount,
+    proto, Backend, DataType, Encoded, EngineError, Engines, LoadOptions as BackendOptions, Model, ModelConfig, Placement, Tensor,
+    TensorInfo,
 };
 use thiserror::Error;
 
@@ -329,7 +329,8 @@ impl ModelVersion {
     async fn infer_unrecorded(&self, request: InferRequest) -> Result<(InferResponse, u64), ServeError> {
         let (inputs, batch_size) = self.check_inputs(request.inputs)?;
         let wanted = self.check_outputs(&request.outputs)?;
-        let tokens = self.check_tokens(&inputs)?;
+        let prepared = self.check_tokens(&inputs).await?;
+        let tokens = prepared.as_ref().map(Encoded::count);
         let param = |name: &str| -> Result<Option<u64>, ServeError> {
             match request.parameters.get(name) {
                 None => Ok(None),
@@ -345,7 +346,10 @@ impl ModelVersion {
             priority: param("priority")?,
             timeout: param("timeout")?.map(Duration::from_micros),
         };
-        let execution = self.scheduler.execute(inputs, params).await?;
+        let execution = match prepared {
+            Some(prepared) => self.scheduler.execute_prepared(inputs, prepared, params).await?,
+            None => self.scheduler.execute(inputs, params).await?,
+        };
         let produced = execution.outputs.len();
         let mut outputs: Vec<Option<Tensor>> = execution.outputs.into_iter().map(Some).collect();
         let mut selected = Vec::with_capacity(wanted.len());
@@ -439,11 +443,19 @@ impl ModelVersion {
         Ok((tensors, batch_size))
     }
 
-    /// Counts the tokens of a text model's request (the backend also rejects text it cannot
-    /// take here, before the request can join a batch) and holds the request to the batch token
-    /// budget: a request that alone pads past it could never be batched within it.
-    fn check_tokens(&self, inputs: &[Tensor]) -> Result<Option<TokenCount>, ServeError> {
-        let Some(count) = self.tokens.0.token_count(inputs)? else { return Ok(None) };
+    /// Tokenizes a text model's request once, on the tokenization workers (the backend also
+    /// rejects text it cannot take here, before the request can join a batch), and holds the
+    /// request to the batch token budget: a request that alone pads past it could never be
+    /// batched within it. Models that prepare nothing return at once.
+    async fn check_tokens(&self, inputs: &[Tensor]) -> Result<Option<Encoded>, ServeError> {
+        let model = &self.tokens.0;
+        if !model.prepares() {
+            return Ok(None);
+        }
+        // Tensors share their buffers: the clone for the worker copies no text.
+        let (model, job_inputs) = (model.clone(), inputs.to_vec());
+        let Some(prepared) = crate::tokenize::shared()?.run(move || model.prepare(&job_inputs)).await?? else { return Ok(None) };
+        let count = prepared.count();
         // A text model's input elements are its sequences, whether or not the model batches.
         let rows = inputs.first().map_or(1, Tensor::element_count);
         let padded = crate::scheduler::queue::padded_tokens(rows, count.longest);
@@ -453,7 +465,7 @@ impl ModelVersion {
                 count.longest, self.max_batch_tokens, self.info.name
             )));
         }
-        Ok(Some(count))
+        Ok(Some(prepared))
     }
 
     /// Gives `tensor` the shape `[batch] + dims` (or `dims` without batching), resolving at
