@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 
 /// Knative rounds window averages to this many decimal digits, so float noise cannot push a
 /// ratio like 140.0000001 / 70 over the next integer.
-pub(crate) const AVERAGE_DECIMALS: i32 = 6;
+pub const AVERAGE_DECIMALS: i32 = 6;
 
 /// The simple average of per-second values over a sliding window.
 #[derive(Debug, Clone)]
@@ -111,7 +111,7 @@ impl BucketAverage {
 }
 
 /// `x` rounded to `decimals` decimal digits.
-pub(crate) fn round_to_decimals(x: f64, decimals: i32) -> f64 {
+pub fn round_to_decimals(x: f64, decimals: i32) -> f64 {
     let p = 10f64.powi(decimals);
     (x * p).round() / p
 }
