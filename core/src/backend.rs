@@ -61,6 +61,33 @@ pub struct TokenCount {
     pub total: usize,
 }
 
+/// One tokenized text: the token ids the model embeds, unpadded (every token is real).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sequence {
+    /// Token ids, special tokens included, truncated to the model's sequence length.
+    pub ids: Vec<u32>,
+    /// Token type (segment) ids, one per token.
+    pub type_ids: Vec<u32>,
+}
+
+/// What [`Model::prepare`] made of one request's inputs before it was queued: its texts,
+/// tokenized once, one [`Sequence`] per text element in element order. It travels with the
+/// request to the batch, so the engine pads it rather than tokenizing again, and the batcher
+/// bounds padded tokens with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encoded {
+    /// One sequence per text element of the request.
+    pub sequences: Vec<Sequence>,
+}
+
+impl Encoded {
+    /// The request's longest sequence and its total tokens.
+    pub fn count(&self) -> TokenCount {
+        let lengths = self.sequences.iter().map(|s| s.ids.len());
+        TokenCount { longest: lengths.clone().max().unwrap_or(0), total: lengths.sum() }
+    }
+}
+
 /// Where a model executes (from the config's `instance_group`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Placement {
@@ -85,17 +112,32 @@ pub trait Model: Send + Sync {
     /// The model's inputs and outputs.
     fn signature(&self) -> &ModelSignature;
 
-    /// For models that take text: the tokens of a request's inputs (checked against the
-    /// signature, model-facing shapes), so batches can be bounded by padded tokens. It also
-    /// rejects text the model cannot take (such as invalid UTF-8) before the request joins a
-    /// batch. `None` for models whose cost does not depend on tokens.
-    fn token_count(&self, _inputs: &[Tensor]) -> Result<Option<TokenCount>, BackendError> {
+    /// Whether [`Model::prepare`] does work for this model. The runtime calls `prepare` only
+    /// when it does (on worker threads, never on the async reactor), so models without a
+    /// preparation step pay nothing for it.
+    fn prepares(&self) -> bool {
+        false
+    }
+
+    /// For models that take text: tokenizes one request's inputs (checked against the
+    /// signature, model-facing shapes) once, before the request is queued, so batches can be
+    /// bounded by padded tokens and [`Model::execute_prepared`] need not tokenize again. It
+    /// also rejects text the model cannot take (such as invalid UTF-8) before the request joins
+    /// a batch. `None` for models that prepare nothing.
+    fn prepare(&self, _inputs: &[Tensor]) -> Result<Option<Encoded>, BackendError> {
         Ok(None)
     }
 
     /// Runs the model on one batch. `inputs` follow `signature().inputs` order and have been
     /// checked against the signature; the result follows `signature().outputs` order.
     fn execute(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError>;
+
+    /// Runs the model on one batch whose requests were prepared: `prepared` holds what
+    /// [`Model::prepare`] returned for each request of the batch, in the order their rows are
+    /// stacked in `inputs`. The default ignores it and calls [`Model::execute`].
+    fn execute_prepared(&self, inputs: Vec<Tensor>, _prepared: &[Encoded]) -> Result<Vec<Tensor>, BackendError> {
+        self.execute(inputs)
+    }
 }
 
 /// A GPU as its driver reports it.
@@ -155,5 +197,18 @@ pub trait Backend: Send + Sync {
                 self.name()
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_encoded_request_counts_its_longest_and_total_tokens() {
+        let sequence = |n: usize| Sequence { ids: vec![1; n], type_ids: vec![0; n] };
+        let encoded = Encoded { sequences: vec![sequence(3), sequence(5), sequence(0)] };
+        assert_eq!(encoded.count(), TokenCount { longest: 5, total: 8 });
+        assert_eq!(Encoded::default().count(), TokenCount::default());
     }
 }

@@ -21,7 +21,9 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/inference.rs"));
 }
 
-pub use backend::{Backend, BackendError, GpuInfo, LoadOptions, Model, ModelSignature, Placement, TensorInfo, TokenCount};
+pub use backend::{
+    Backend, BackendError, Encoded, GpuInfo, LoadOptions, Model, ModelSignature, Placement, Sequence, TensorInfo, TokenCount,
+};
 pub use config::{ConfigError, ModelConfig};
 pub use datatype::DataType;
 pub use engines::{EngineError, Engines};

@@ -20,6 +20,7 @@ pub mod registry;
 pub mod repository;
 pub mod scheduler;
 pub mod server;
+pub mod tokenize;
 pub mod validate;
 
 /// The protocol's generated types (package `inference`), from the core crate.

@@ -9,8 +9,8 @@ use std::{
 
 use quiver_core::{
     config::{self, ConfigError},
-    proto, Backend, DataType, EngineError, Engines, LoadOptions as BackendOptions, Model, ModelConfig, Placement, Tensor, TensorInfo,
-    TokenCount,
+    proto, Backend, DataType, Encoded, EngineError, Engines, LoadOptions as BackendOptions, Model, ModelConfig, Placement, Tensor,
+    TensorInfo,
 };
 use thiserror::Error;
 
@@ -330,9 +330,13 @@ impl ModelVersion {
 
     async fn infer_unrecorded(&self, request: ValidRequest) -> Result<(InferResponse, u64), ServeError> {
         let ValidRequest { id, inputs, batch_size, outputs: wanted, priority, timeout } = request;
-        let tokens = self.check_tokens(&inputs)?;
+        let prepared = self.check_tokens(&inputs).await?;
+        let tokens = prepared.as_ref().map(Encoded::count);
         let params = ScheduleParams { rows: batch_size as usize, tokens: tokens.map_or(0, |t| t.longest), priority, timeout };
-        let execution = self.scheduler.execute(inputs, params).await?;
+        let execution = match prepared {
+            Some(prepared) => self.scheduler.execute_prepared(inputs, prepared, params).await?,
+            None => self.scheduler.execute(inputs, params).await?,
+        };
         let timing = Timing { queue: execution.queue, compute: execution.compute };
         let produced = execution.outputs.len();
         let mut outputs: Vec<Option<Tensor>> = execution.outputs.into_iter().map(Some).collect();
@@ -363,11 +367,19 @@ impl ModelVersion {
         Ok((response, batch_size))
     }
 
-    /// Counts the tokens of a text model's request (the backend also rejects text it cannot
-    /// take here, before the request can join a batch) and holds the request to the batch token
-    /// budget: a request that alone pads past it could never be batched within it.
-    fn check_tokens(&self, inputs: &[Tensor]) -> Result<Option<TokenCount>, ServeError> {
-        let Some(count) = self.tokens.0.token_count(inputs)? else { return Ok(None) };
+    /// Tokenizes a text model's request once, on the tokenization workers (the backend also
+    /// rejects text it cannot take here, before the request can join a batch), and holds the
+    /// request to the batch token budget: a request that alone pads past it could never be
+    /// batched within it. Models that prepare nothing return at once.
+    async fn check_tokens(&self, inputs: &[Tensor]) -> Result<Option<Encoded>, ServeError> {
+        let model = &self.tokens.0;
+        if !model.prepares() {
+            return Ok(None);
+        }
+        // Tensors share their buffers: the clone for the worker copies no text.
+        let (model, job_inputs) = (model.clone(), inputs.to_vec());
+        let Some(prepared) = crate::tokenize::shared()?.run(move || model.prepare(&job_inputs)).await?? else { return Ok(None) };
+        let count = prepared.count();
         // A text model's input elements are its sequences, whether or not the model batches.
         let rows = inputs.first().map_or(1, Tensor::element_count);
         let padded = crate::scheduler::queue::padded_tokens(rows, count.longest);
@@ -377,7 +389,7 @@ impl ModelVersion {
                 count.longest, self.max_batch_tokens, self.info.name
             )));
         }
-        Ok(Some(count))
+        Ok(Some(prepared))
     }
 }
 

@@ -11,10 +11,10 @@ use super::{
     device::device_for,
     pooling::l2_normalize,
     settings::{read_settings, EmbeddingSettings},
-    text::TextEncoder,
+    text::{TextEncoder, TokenBatch},
     HfError,
 };
-use quiver_core::{BackendError, DataType, LoadOptions, Model, ModelSignature, Tensor, TensorInfo, TokenCount};
+use quiver_core::{BackendError, DataType, Encoded, LoadOptions, Model, ModelSignature, Tensor, TensorInfo};
 
 /// The `model_type`s whose checkpoints `BertModel` reads (bge, e5, all-MiniLM are `bert`).
 const BERT_FAMILY: &[&str] = &["bert"];
@@ -109,9 +109,8 @@ impl EmbeddingModel {
         &self.settings
     }
 
-    /// Embeds the texts of a BYTES tensor: `[elements, hidden]` FP32 values, row-major.
-    fn embed(&self, texts: &Tensor) -> Result<Vec<f32>, BackendError> {
-        let batch = self.encoder.batch(texts)?;
+    /// Embeds a padded batch: `[rows, hidden]` FP32 values, row-major.
+    fn embed(&self, batch: TokenBatch) -> Result<Vec<f32>, BackendError> {
         if batch.rows == 0 {
             return Ok(Vec::new());
         }
@@ -123,6 +122,25 @@ impl EmbeddingModel {
         let pooled = self.settings.pooling.pool(&states, &mask).map_err(execution_error)?;
         let pooled = if self.settings.normalize { l2_normalize(&pooled).map_err(execution_error)? } else { pooled };
         pooled.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(execution_error)
+    }
+
+    /// Embeds a batch of `rows` texts into the FP32 output tensor `[rows, hidden]`.
+    fn embedding_output(&self, batch: TokenBatch, rows: usize) -> Result<Vec<Tensor>, BackendError> {
+        let values = self.embed(batch)?;
+        if values.len() != rows * self.hidden_size {
+            return Err(BackendError::Execution(format!(
+                "the model produced {} values for {rows} texts of hidden size {}",
+                values.len(),
+                self.hidden_size
+            )));
+        }
+        let mut data = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            data.extend_from_slice(&v.to_le_bytes());
+        }
+        let output = Tensor::from_bytes(DataType::Fp32, vec![rows, self.hidden_size], Bytes::from(data))
+            .map_err(|e| BackendError::Execution(e.to_string()))?;
+        Ok(vec![output])
     }
 }
 
@@ -140,29 +158,32 @@ impl Model for EmbeddingModel {
         &self.signature
     }
 
-    fn token_count(&self, inputs: &[Tensor]) -> Result<Option<TokenCount>, BackendError> {
-        self.encoder.count(text_input(inputs)?).map(Some)
+    fn prepares(&self) -> bool {
+        true
+    }
+
+    fn prepare(&self, inputs: &[Tensor]) -> Result<Option<Encoded>, BackendError> {
+        Ok(Some(Encoded { sequences: self.encoder.sequences(text_input(inputs)?)? }))
     }
 
     fn execute(&self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
         let texts = text_input(&inputs)?;
         // Every element is one sentence, whatever the batch's shape ([n] or [n, 1]).
         let rows = texts.element_count();
-        let values = self.embed(texts)?;
-        if values.len() != rows * self.hidden_size {
-            return Err(BackendError::Execution(format!(
-                "the model produced {} values for {rows} texts of hidden size {}",
-                values.len(),
-                self.hidden_size
-            )));
+        let batch = self.encoder.batch(texts)?;
+        self.embedding_output(batch, rows)
+    }
+
+    /// Pads the sequences tokenized by `prepare` (one per text, requests in batch order)
+    /// instead of tokenizing the texts again.
+    fn execute_prepared(&self, inputs: Vec<Tensor>, prepared: &[Encoded]) -> Result<Vec<Tensor>, BackendError> {
+        let rows = text_input(&inputs)?.element_count();
+        let sequences = prepared.iter().flat_map(|e| &e.sequences);
+        let carried = sequences.clone().count();
+        if carried != rows || sequences.clone().any(|s| s.type_ids.len() != s.ids.len()) {
+            return Err(BackendError::Execution(format!("the batch has {rows} texts but {carried} well-formed tokenized sequences")));
         }
-        let mut data = Vec::with_capacity(values.len() * 4);
-        for v in values {
-            data.extend_from_slice(&v.to_le_bytes());
-        }
-        let output = Tensor::from_bytes(DataType::Fp32, vec![rows, self.hidden_size], Bytes::from(data))
-            .map_err(|e| BackendError::Execution(e.to_string()))?;
-        Ok(vec![output])
+        self.embedding_output(self.encoder.pad(sequences), rows)
     }
 }
 
@@ -273,14 +294,34 @@ mod tests {
     fn token_counts_and_input_errors() {
         let tiny = TinyBert::new("count", true);
         let model = tiny.load(&[("max_sequence_length", "4")]).unwrap();
-        let count = model.token_count(&[texts(&["hello world hello world", "hello"])]).unwrap();
-        assert_eq!(count, Some(TokenCount { longest: 4, total: 7 }));
+        let count = model.prepare(&[texts(&["hello world hello world", "hello"])]).unwrap().map(|e| e.count());
+        assert_eq!(count, Some(quiver_core::TokenCount { longest: 4, total: 7 }));
         let bad = Tensor::from_bytes_elements(vec![1], [&b"\xc3\x28"[..]]).unwrap();
-        assert!(matches!(model.token_count(std::slice::from_ref(&bad)), Err(BackendError::InvalidInput(_))));
+        assert!(matches!(model.prepare(std::slice::from_ref(&bad)), Err(BackendError::InvalidInput(_))));
         assert!(matches!(model.execute(vec![bad]), Err(BackendError::InvalidInput(_))));
         let floats = Tensor::from_bytes(DataType::Fp32, vec![1], Bytes::from_static(&[0; 4])).unwrap();
         assert!(matches!(model.execute(vec![floats]), Err(BackendError::InvalidInput(_))));
         assert_eq!(model.execute(vec![texts(&[])]).unwrap()[0].shape(), &[0, 8]);
+    }
+
+    #[test]
+    fn prepared_sequences_embed_bit_for_bit_as_raw_texts() {
+        let tiny = TinyBert::new("prepared", true);
+        let model = tiny.load(&[]).unwrap();
+        assert!(model.prepares());
+        // Two requests of a batch, prepared apart, stacked as the scheduler stacks them.
+        let first = ["hello, worlds hello world", "hello"];
+        let second = ["", "world world hello"];
+        let prepared: Vec<Encoded> =
+            [&first[..], &second[..]].iter().map(|request| model.prepare(&[texts(request)]).unwrap().unwrap()).collect();
+        let all = [&first[..], &second[..]].concat();
+        let raw = model.execute(vec![texts(&all)]).unwrap();
+        let carried = model.execute_prepared(vec![texts(&all)], &prepared).unwrap();
+        assert_eq!(raw[0].shape(), carried[0].shape());
+        assert_eq!(raw[0].data(), carried[0].data(), "the same bits with and without the carried tokens");
+        // Carried sequences that do not match the texts are an error, never a wrong answer.
+        assert!(matches!(model.execute_prepared(vec![texts(&all)], &prepared[..1]), Err(BackendError::Execution(_))));
+        assert_eq!(model.execute_prepared(vec![texts(&[])], &[]).unwrap()[0].shape(), &[0, 8]);
     }
 
     #[test]

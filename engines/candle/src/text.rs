@@ -6,7 +6,7 @@ use std::path::Path;
 use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use super::HfError;
-use quiver_core::{BackendError, Tensor, TokenCount};
+use quiver_core::{BackendError, Sequence, Tensor, TokenCount};
 
 /// Longest text accepted per element, in bytes. Truncation to the sequence length happens only
 /// after the whole text is tokenized, so the text itself needs a bound.
@@ -66,6 +66,11 @@ impl TextEncoder {
         self.tokenizer.encode_batch_fast(texts, true).map_err(|e| BackendError::InvalidInput(format!("the text cannot be tokenized: {e}")))
     }
 
+    /// Tokenizes every element of a BYTES tensor into unpadded sequences, in element order.
+    pub fn sequences(&self, texts: &Tensor) -> Result<Vec<Sequence>, BackendError> {
+        Ok(self.encode(texts)?.iter().map(|e| Sequence { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec() }).collect())
+    }
+
     /// Tokens of the texts in a BYTES tensor: the longest sequence and the total.
     pub fn count(&self, texts: &Tensor) -> Result<TokenCount, BackendError> {
         let encodings = self.encode(texts)?;
@@ -74,7 +79,12 @@ impl TextEncoder {
 
     /// Tokenizes the texts of a BYTES tensor into one batch padded to its longest sequence.
     pub fn batch(&self, texts: &Tensor) -> Result<TokenBatch, BackendError> {
-        Ok(pad(&self.encode(texts)?, self.pad_id))
+        Ok(self.pad(&self.sequences(texts)?))
+    }
+
+    /// Lays sequences tokenized earlier out as one batch padded to its longest sequence.
+    pub fn pad<'a>(&self, sequences: impl IntoIterator<Item = &'a Sequence> + Clone) -> TokenBatch {
+        pad(sequences, self.pad_id)
     }
 }
 
@@ -95,10 +105,11 @@ fn utf8_elements(texts: &Tensor) -> Result<Vec<&str>, BackendError> {
         .collect()
 }
 
-/// Lays encodings out row-major, each padded with `pad_id` (mask 0) to the longest.
-fn pad(encodings: &[Encoding], pad_id: u32) -> TokenBatch {
-    let rows = encodings.len();
-    let padded_length = encodings.iter().map(Encoding::len).max().unwrap_or(0);
+/// Lays sequences out row-major, each padded with `pad_id` (mask 0) to the longest. Every token
+/// of an unpadded sequence is real (mask 1): truncation and the special-token template never
+/// add masked tokens, only padding does.
+fn pad<'a>(sequences: impl IntoIterator<Item = &'a Sequence> + Clone, pad_id: u32) -> TokenBatch {
+    let (rows, padded_length) = sequences.clone().into_iter().fold((0, 0), |(rows, longest), s| (rows + 1, longest.max(s.ids.len())));
     let cells = rows * padded_length;
     let mut batch = TokenBatch {
         ids: Vec::with_capacity(cells),
@@ -107,11 +118,12 @@ fn pad(encodings: &[Encoding], pad_id: u32) -> TokenBatch {
         rows,
         padded_length,
     };
-    for encoding in encodings {
-        let padding = padded_length - encoding.len();
-        batch.ids.extend(encoding.get_ids().iter().copied().chain(std::iter::repeat_n(pad_id, padding)));
-        batch.type_ids.extend(encoding.get_type_ids().iter().copied().chain(std::iter::repeat_n(0, padding)));
-        batch.attention_mask.extend(encoding.get_attention_mask().iter().copied().chain(std::iter::repeat_n(0, padding)));
+    for sequence in sequences {
+        let length = sequence.ids.len();
+        let padding = padded_length - length;
+        batch.ids.extend(sequence.ids.iter().copied().chain(std::iter::repeat_n(pad_id, padding)));
+        batch.type_ids.extend(sequence.type_ids.iter().copied().chain(std::iter::repeat_n(0, padding)));
+        batch.attention_mask.extend(std::iter::repeat_n(1, length).chain(std::iter::repeat_n(0, padding)));
     }
     batch
 }

@@ -12,6 +12,8 @@
 
 pub mod batch;
 pub mod policy;
+#[cfg(test)]
+mod prepared_tests;
 pub mod queue;
 
 use std::{
@@ -22,7 +24,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use quiver_core::{Model, Tensor};
+use quiver_core::{Encoded, Model, Tensor};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{metrics::VersionMetrics, ServeError};
@@ -46,7 +48,8 @@ pub struct Execution {
 pub struct ScheduleParams {
     /// Rows the request contributes (its batch dimension; 1 for models that do not batch).
     pub rows: usize,
-    /// Tokens of the request's longest sequence, for text models (0 otherwise).
+    /// Tokens of the request's longest sequence, for text models (0 otherwise). A request
+    /// queued with its [`Encoded`] texts counts their longest sequence instead.
     pub tokens: usize,
     /// Requested priority level (0 or `None`: the model's default).
     pub priority: Option<u64>,
@@ -72,6 +75,8 @@ type Answer = (Reply, Result<Execution, ServeError>);
 
 struct Pending {
     inputs: Vec<Tensor>,
+    /// What the model's `prepare` made of the inputs, handed to it with the batch.
+    prepared: Option<Encoded>,
     reply: Reply,
 }
 
@@ -131,8 +136,26 @@ impl Scheduler {
     /// Queues one request and waits for its execution. Rejections (full queue, bad priority)
     /// come back as soon as the driver sees the request; a queue timeout when it expires.
     pub async fn execute(&self, inputs: Vec<Tensor>, params: ScheduleParams) -> Result<Execution, ServeError> {
+        self.submit(inputs, None, params).await
+    }
+
+    /// Queues one request whose inputs the model prepared ([`Model::prepare`]) and waits for
+    /// its execution: the batch's token budget counts `prepared`'s longest sequence, and the
+    /// model gets `prepared` back with the batch ([`Model::execute_prepared`]).
+    pub async fn execute_prepared(
+        &self,
+        inputs: Vec<Tensor>,
+        prepared: Encoded,
+        mut params: ScheduleParams,
+    ) -> Result<Execution, ServeError> {
+        params.tokens = prepared.count().longest;
+        self.submit(inputs, Some(prepared), params).await
+    }
+
+    async fn submit(&self, inputs: Vec<Tensor>, prepared: Option<Encoded>, params: ScheduleParams) -> Result<Execution, ServeError> {
         let (reply, done) = oneshot::channel();
-        let submit = Submit { shape_key: batch::shape_key(&inputs), pending: Pending { inputs, reply }, params, at: queue_now() };
+        let pending = Pending { inputs, prepared, reply };
+        let submit = Submit { shape_key: batch::shape_key(&pending.inputs), pending, params, at: queue_now() };
         self.submit.try_send(submit).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => ServeError::QueueFull(format!("the queue of model '{}' is full", self.label)),
             mpsc::error::TrySendError::Closed(_) => ServeError::Unavailable(format!("model '{}' is unloading", self.label)),
@@ -374,21 +397,33 @@ fn run_batch(model: &dyn Model, entries: Vec<Entry<Pending>>, dispatched: Instan
     }
     let rows: Vec<usize> = live.iter().map(|e| e.rows).collect();
     let batch_rows = rows.iter().sum();
-    let mut meta = Vec::with_capacity(live.len());
-    let mut inputs = Vec::with_capacity(live.len());
+    let requests = live.len();
+    let mut meta = Vec::with_capacity(requests);
+    let mut inputs = Vec::with_capacity(requests);
+    // Stays unallocated for models that prepare nothing.
+    let mut prepared = Vec::new();
     for e in live {
         meta.push((e.seq, e.payload.reply, dispatched.saturating_duration_since(e.enqueued)));
         inputs.push(e.payload.inputs);
+        prepared.extend(e.payload.prepared);
     }
+    // Prepared parts go to the model only when every request has one, so their rows line up
+    // with the stacked inputs; otherwise the model works from the inputs alone.
+    let prepared = if prepared.len() == requests { Some(prepared) } else { None };
     let started = Instant::now();
     let stacked = batch::concat(inputs);
     let input_time = started.elapsed();
     let infer_started = Instant::now();
-    let outcome =
-        stacked.map_err(ServeError::Inference).and_then(|inputs| match catch_unwind(AssertUnwindSafe(|| model.execute(inputs))) {
+    let outcome = stacked.map_err(ServeError::Inference).and_then(|inputs| {
+        let run = || match &prepared {
+            Some(prepared) => model.execute_prepared(inputs, prepared),
+            None => model.execute(inputs),
+        };
+        match catch_unwind(AssertUnwindSafe(run)) {
             Ok(result) => result.map_err(ServeError::from),
             Err(_) => Err(ServeError::Inference("the backend panicked while executing".into())),
-        });
+        }
+    });
     let infer_time = infer_started.elapsed();
     let output_started = Instant::now();
     let split = outcome.and_then(|outputs| batch::split(outputs, &rows).map_err(ServeError::Inference));
