@@ -36,7 +36,7 @@ quiver="$root/target/release/quiver"
 
 echo "==> building (release)"
 cargo build --release --quiet
-cargo build --release --quiet -p quiver-benches --bin ceiling
+cargo build --release --quiet -p quiver-ceiling --bin ceiling
 
 echo "==> generating the models into $repo"
 venv="$(bash tests/setup-venv.sh | tail -n 1)"

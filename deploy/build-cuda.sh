@@ -3,7 +3,7 @@
 #
 # Usage: deploy/build-cuda.sh [cargo arguments...]
 #   default arguments: build --release --features cuda --bin quiver
-#   e.g.:  deploy/build-cuda.sh clippy --features cuda -p quiver-model-formats -p quiver-runtime --all-targets -- -D warnings
+#   e.g.:  deploy/build-cuda.sh clippy --features cuda -p quiver-engine-candle -p quiver-runtime --all-targets -- -D warnings
 #
 # What it does:
 # 1. Makes a Python venv ($QUIVER_CUDA_VENV, default target/cuda-venv) and pip-installs NVIDIA's

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use quiver_core::{tensor::shape_from_i64, DataType, Tensor};
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 use crate::{
     edge,
@@ -50,7 +51,9 @@ impl InferenceService {
     ) -> (Result<(proto::ModelInferResponse, Timing), ServeError>, Option<Revision>) {
         // Route (no IO, nothing woken), decode, and check against the version's configuration
         // before anything can start a scaled-to-zero model.
-        let routed = match self.registry.route(&request.model_name, &request.model_version, pin) {
+        // The request's span, from the edge to the engine (enabled with QUIVER_LOG=debug).
+        let span = tracing::debug_span!("grpc", model = %request.model_name, version = %request.model_version);
+        let routed = match span.in_scope(|| self.registry.route(&request.model_name, &request.model_version, pin)) {
             Ok(routed) => routed,
             Err(e) => return (Err(e), None),
         };
@@ -62,7 +65,7 @@ impl InferenceService {
             let timing = response.timing;
             Ok((encode_response(response), timing))
         };
-        (answer.await, revision)
+        (answer.instrument(span).await, revision)
     }
 }
 

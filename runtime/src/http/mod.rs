@@ -19,7 +19,7 @@ use hyper_util::{
 };
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use crate::{
     edge,
@@ -100,7 +100,9 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl 
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
-            async move { Ok::<_, Infallible>(handle(&state, request).await) }
+            // The request's span, from the edge to the engine (enabled with QUIVER_LOG=debug).
+            let span = tracing::debug_span!("http", method = %request.method(), path = request.uri().path());
+            async move { Ok::<_, Infallible>(handle(&state, request).instrument(span).await) }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);

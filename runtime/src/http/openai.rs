@@ -151,8 +151,9 @@ async fn embed(state: &HttpState, request: Request<Incoming>) -> Result<Value, S
         serde_json::from_slice(&body).map_err(|e| ServeError::invalid(format!("failed to parse the request JSON: {e}")))?;
     let encoding = encoding(parsed.encoding_format.as_deref())?;
     let texts = texts(parsed.input)?;
-    let first = state.registry.route(&parsed.model, "", pin)?;
-    let info = first.info().clone();
+    // Routed once: every text goes to the same version (and side of a canary split).
+    let routed = state.registry.route(&parsed.model, "", pin)?;
+    let info = routed.info().clone();
     let (input, output, hidden) = embedding_tensors(&info)?;
     if parsed.dimensions.is_some_and(|d| d != hidden as u64) {
         return Err(ServeError::invalid(format!(
@@ -160,19 +161,12 @@ async fn embed(state: &HttpState, request: Request<Incoming>) -> Result<Value, S
             parsed.model
         )));
     }
-    // One request per text, as text-embeddings-inference queues them: the dynamic batcher
-    // merges them again within max_batch_size and the token budget, and padding stays per
-    // batch. All of them go to the side of a canary split the first one reached.
-    let pin = pin.or(first.revision());
-    let mut routes = Vec::with_capacity(texts.len());
-    routes.push(first);
-    while routes.len() < texts.len() {
-        routes.push(state.registry.route(&parsed.model, "", pin)?);
-    }
+    // One queued request per text, as text-embeddings-inference queues them: the dynamic
+    // batcher merges them again within max_batch_size and the token budget, and padding stays
+    // per batch.
     let requests =
         texts.iter().map(|text| infer_request(&info, input, output, text).and_then(|r| info.validate(r))).collect::<Result<Vec<_>, _>>()?;
-    let answers =
-        futures_util::future::try_join_all(routes.into_iter().zip(requests).map(|(routed, request)| routed.infer(request))).await?;
+    let answers = routed.infer_all(requests).await?;
     let mut data = Vec::with_capacity(texts.len());
     let mut prompt_tokens = 0;
     for answer in answers {

@@ -7,6 +7,8 @@ use std::{
     time::Instant,
 };
 
+use tracing::Instrument;
+
 use super::{activator, policy::ColdStart, rollout, traffic::Revision, unknown_model, ModelRegistry, ModelRuntime, Shared, VersionState};
 use crate::{
     infer::InferResponse,
@@ -84,12 +86,31 @@ impl Routed {
     /// Runs the request on the chosen version, waking it first when it is scaled to zero, and
     /// feeds the canary comparison.
     pub async fn infer(self, request: ValidRequest) -> Result<InferResponse, ServeError> {
-        let model = match self.target {
-            Target::Ready(model) => model,
-            Target::Idle(info) => activator::activate(&self.shared, &self.runtime, info.name(), self.version, self.cold_start).await?,
-        };
+        let model = self.wake().await?;
+        self.run(&model, request).await
+    }
+
+    /// Runs several requests on the chosen version at once (one per text of an embeddings
+    /// request): routed once and woken at most once, each request queued and batched on its
+    /// own. Fails with the first request that fails.
+    pub async fn infer_all(self, requests: Vec<ValidRequest>) -> Result<Vec<InferResponse>, ServeError> {
+        let model = self.wake().await?;
+        futures_util::future::try_join_all(requests.into_iter().map(|request| self.run(&model, request))).await
+    }
+
+    /// The loaded version, loading it first when it is scaled to zero.
+    async fn wake(&self) -> Result<Arc<ModelVersion>, ServeError> {
+        match &self.target {
+            Target::Ready(model) => Ok(model.clone()),
+            Target::Idle(info) => activator::activate(&self.shared, &self.runtime, info.name(), self.version, self.cold_start).await,
+        }
+    }
+
+    async fn run(&self, model: &ModelVersion, request: ValidRequest) -> Result<InferResponse, ServeError> {
         let started = Instant::now();
-        let result = model.infer(request).await;
+        let span =
+            tracing::debug_span!("model", model = model.name(), version = model.version(), revision = self.revision.map(|r| r.as_str()));
+        let result = model.infer(request).instrument(span).await;
         self.runtime.last_used_ms.store(self.shared.now_ms(), Ordering::Relaxed);
         if let Some(revision) = self.revision {
             // Only server-side failures count against a version; a client's bad request says

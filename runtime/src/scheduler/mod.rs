@@ -410,6 +410,8 @@ fn run_batch(model: &dyn Model, entries: Vec<Entry<Pending>>, dispatched: Instan
     // Prepared parts go to the model only when every request has one, so their rows line up
     // with the stacked inputs; otherwise the model works from the inputs alone.
     let prepared = if prepared.len() == requests { Some(prepared) } else { None };
+    // The engine's span: one per batch, inside whatever span the executing thread is in.
+    let _span = tracing::debug_span!("execute", requests, rows = batch_rows).entered();
     let started = Instant::now();
     let stacked = batch::concat(inputs);
     let input_time = started.elapsed();
@@ -429,6 +431,12 @@ fn run_batch(model: &dyn Model, entries: Vec<Entry<Pending>>, dispatched: Instan
     let split = outcome.and_then(|outputs| batch::split(outputs, &rows).map_err(ServeError::Inference));
     let output_time = output_started.elapsed();
     let compute = input_time + infer_time + output_time;
+    tracing::debug!(
+        input_us = input_time.as_micros() as u64,
+        infer_us = infer_time.as_micros() as u64,
+        output_us = output_time.as_micros() as u64,
+        "batch executed"
+    );
     match split {
         Ok(per_request) => {
             metrics.batch_executed();
