@@ -60,7 +60,7 @@ impl InferenceService {
         let revision = routed.revision();
         let answer = async {
             let decoded = decode_request(request)?;
-            let valid = routed.info().validate(decoded)?;
+            let valid = routed.info().validate_counted(decoded)?;
             let response = routed.infer(valid).await?;
             let timing = response.timing;
             Ok((encode_response(response), timing))

@@ -75,6 +75,9 @@ pub struct VersionInfo {
     pub(crate) input_reshape: Vec<Option<Vec<i64>>>,
     /// Per output: the dims clients see (without batch), when the config reshapes it.
     pub(crate) output_reshape: Vec<Option<Vec<i64>>>,
+    /// The version's metric handles: a request refused by its checks counts as a failure even
+    /// while the version is scaled to zero.
+    pub(crate) metrics: VersionMetrics,
 }
 
 impl VersionInfo {
@@ -260,7 +263,16 @@ impl ModelVersion {
         let scheduler = Scheduler::start(&label, model, SchedulerOptions { instances, policy, preserve_ordering }, metrics.clone())
             .map_err(|e| LoadError::Threads(e.to_string()))?;
         Ok(ModelVersion {
-            info: Arc::new(VersionInfo { name: dir.name.clone(), version, config, inputs, outputs, input_reshape, output_reshape }),
+            info: Arc::new(VersionInfo {
+                name: dir.name.clone(),
+                version,
+                config,
+                inputs,
+                outputs,
+                input_reshape,
+                output_reshape,
+                metrics: metrics.clone(),
+            }),
             output_order,
             max_batch_tokens,
             tokens,

@@ -32,6 +32,12 @@ pub struct ValidRequest {
 }
 
 impl VersionInfo {
+    /// Checks `request` against this version's configuration, counting a refusal as a failed
+    /// request of the version (`nv_inference_request_failure`, as Triton counts it).
+    pub fn validate_counted(&self, request: InferRequest) -> Result<ValidRequest, ServeError> {
+        self.validate(request).inspect_err(|e| self.metrics.request_failed(e.failure_reason(), Duration::ZERO))
+    }
+
     /// Checks `request` against this version's configuration.
     pub fn validate(&self, request: InferRequest) -> Result<ValidRequest, ServeError> {
         let (inputs, batch_size) = self.check_inputs(request.inputs)?;
@@ -199,6 +205,7 @@ mod tests {
             ],
             input_reshape: vec![input_reshape, None],
             output_reshape: vec![None, None],
+            metrics: crate::metrics::VersionMetrics::new("validate-test", "1"),
         }
     }
 

@@ -287,7 +287,7 @@ async fn v2_infer(state: &HttpState, routed: Routed, request: Request<Incoming>)
     };
     let decoded = v2::decode_request(body, json_length)?;
     let options = v2::RequestOptions::of(&decoded);
-    let valid = routed.info().validate(decoded)?;
+    let valid = routed.info().validate_counted(decoded)?;
     let response = routed.infer(valid).await?;
     let encoded = v2::encode_response(&response, &options)?;
     let mut http_response = Response::new(Full::new(encoded.body));
@@ -317,7 +317,7 @@ async fn v1_predict(state: &HttpState, model: &str, request: Request<Incoming>) 
     let answer = async {
         let (_, body) = read_body(state, request).await?;
         let decoded = v1::decode_predict(&body, routed.info())?;
-        let valid = routed.info().validate(decoded)?;
+        let valid = routed.info().validate_counted(decoded)?;
         let response = routed.infer(valid).await?;
         let mut http_response = json_response(StatusCode::OK, &v1::encode_predict(&response));
         timing_headers(http_response.headers_mut(), &response.timing);

@@ -164,8 +164,10 @@ async fn embed(state: &HttpState, request: Request<Incoming>) -> Result<Value, S
     // One queued request per text, as text-embeddings-inference queues them: the dynamic
     // batcher merges them again within max_batch_size and the token budget, and padding stays
     // per batch.
-    let requests =
-        texts.iter().map(|text| infer_request(&info, input, output, text).and_then(|r| info.validate(r))).collect::<Result<Vec<_>, _>>()?;
+    let requests = texts
+        .iter()
+        .map(|text| infer_request(&info, input, output, text).and_then(|r| info.validate_counted(r)))
+        .collect::<Result<Vec<_>, _>>()?;
     let answers = routed.infer_all(requests).await?;
     let mut data = Vec::with_capacity(texts.len());
     let mut prompt_tokens = 0;
