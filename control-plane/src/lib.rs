@@ -2,4 +2,5 @@
 //! pipelines), reconciled by pure functions and applied by an embedded or a Kubernetes driver.
 #![warn(missing_docs)]
 
+pub mod isvc;
 pub mod resources;
