@@ -146,6 +146,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
         repository_poll_interval: std::time::Duration::from_secs(args.repository_poll_secs.max(1)),
         metrics_interval: std::time::Duration::from_millis(args.metrics_interval_ms),
+        http_extension: None,
     };
     if options.registry.control_mode != ControlMode::Explicit && !options.registry.startup_models.is_empty() {
         anyhow::bail!("--load-model needs --model-control-mode explicit");

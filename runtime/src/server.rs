@@ -43,6 +43,8 @@ pub struct ServerOptions {
     /// How often the GPU metrics are refreshed (Triton's `--metrics-interval-ms`; default
     /// [`crate::metrics::DEFAULT_METRICS_INTERVAL`]). Unused in a build without CUDA.
     pub metrics_interval: Duration,
+    /// Extra HTTP routes on the same port (the control plane's management API).
+    pub http_extension: Option<Arc<dyn http::HttpExtension>>,
 }
 
 /// How often idle models are checked for scaling to zero.
@@ -94,6 +96,12 @@ impl Server {
         self.http.local_addr()
     }
 
+    /// The models: the handle through which an embedding program (the control plane) loads,
+    /// unloads and routes them, as the model control and traffic endpoints do.
+    pub fn registry(&self) -> Arc<ModelRegistry> {
+        self.registry.clone()
+    }
+
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> std::io::Result<SocketAddr> {
         self.grpc.local_addr()
@@ -119,6 +127,7 @@ impl Server {
             registry: registry.clone(),
             max_body_bytes: options.max_body_bytes,
             shutting_down: shutting_down.clone(),
+            extension: options.http_extension.clone(),
         });
         let http_task = tokio::spawn(http::serve(http, http_state, stopped(stop_rx.clone())));
         let gpu_metrics = tokio::spawn(metrics::export_gpu_memory(options.metrics_interval, options.registry.load.engines.clone()));

@@ -65,7 +65,15 @@ fn revision_names_follow_kserve() {
 fn rollout_table() {
     type Row = (&'static str, PredictorSpec, Observed, Vec<u64>, Traffic, RolloutHistory, Vec<u64>);
     let rows: Vec<Row> = vec![
-        ("a new service creates revision 1; nothing serves yet", spec("a", None), Observed::default(), vec![1], Traffic::None, history(None, None), vec![]),
+        (
+            "a new service creates revision 1; nothing serves yet",
+            spec("a", None),
+            Observed::default(),
+            vec![1],
+            Traffic::None,
+            history(None, None),
+            vec![],
+        ),
         (
             "revision 1 loading: still nothing serves",
             spec("a", None),

@@ -51,7 +51,8 @@ pub fn status(inputs: &StatusInputs<'_>) -> Value {
     let StatusInputs { name, observed, plan, .. } = *inputs;
     let state_of = |n: u64| observed.revisions.iter().find(|r| r.number == n).map(|r| &r.state);
     let latest_state = plan.latest.and_then(state_of);
-    let serving = !matches!(plan.traffic, Traffic::None) && plan.traffic.revisions().iter().all(|&n| state_of(n).is_some_and(RevisionState::is_ready));
+    let serving = !matches!(plan.traffic, Traffic::None)
+        && plan.traffic.revisions().iter().all(|&n| state_of(n).is_some_and(RevisionState::is_ready));
     let latest_ready = observed.revisions.iter().filter(|r| r.state.is_ready()).map(|r| r.number).max();
 
     let (latest_ok, latest_reason, latest_message) = match latest_state {

@@ -30,6 +30,15 @@ use crate::{
     ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
 };
 
+/// Routes served on the HTTP port by something other than the model server: the control plane's
+/// management API. The runtime knows nothing of what they do; it asks each request's path once.
+pub trait HttpExtension: Send + Sync + std::fmt::Debug {
+    /// Whether this extension serves `path`.
+    fn claims(&self, path: &str) -> bool;
+    /// Answers a request whose path it claims.
+    fn handle(&self, request: Request<Incoming>) -> std::pin::Pin<Box<dyn Future<Output = HttpResponse> + Send + '_>>;
+}
+
 /// What every HTTP handler shares.
 #[derive(Debug)]
 pub struct HttpState {
@@ -39,9 +48,12 @@ pub struct HttpState {
     pub max_body_bytes: usize,
     /// Set once shutdown begins, so readiness turns false while in-flight work drains.
     pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
+    /// Extra routes (the control plane's API), asked before the model server's own.
+    pub extension: Option<Arc<dyn HttpExtension>>,
 }
 
-type HttpResponse = Response<Full<Bytes>>;
+/// A response of the HTTP edge.
+pub type HttpResponse = Response<Full<Bytes>>;
 
 /// The HTTP status for an error: KServe's mapping.
 pub fn status_of(error: &ServeError) -> StatusCode {
@@ -138,6 +150,11 @@ fn decode_segment(segment: &str) -> String {
 
 /// Routes one request.
 pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpResponse {
+    if let Some(extension) = &state.extension {
+        if extension.claims(request.uri().path()) {
+            return extension.handle(request).await;
+        }
+    }
     let path = request.uri().path().to_string();
     let segments: Vec<String> = path.trim_matches('/').split('/').map(decode_segment).collect();
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();

@@ -438,6 +438,10 @@ fn traffic<K: Kinds>(name: &str, entry: &ModelEntry<K>, change: &TrafficChange, 
             set
         }
         TrafficChange::Promote => rollout.promote().map(|_| ()),
+        TrafficChange::Pin { version } => {
+            after.push(Effect::Judge(None));
+            rollout.pin(*version, |v| entry.servable(v))
+        }
         TrafficChange::Rollback => {
             let reason = "rolled back through the API";
             after.push(Effect::RolledBack { trigger: Trigger::Api, reason: reason.into() });

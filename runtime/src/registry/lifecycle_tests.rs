@@ -263,6 +263,27 @@ fn traffic_changes_split_promote_and_roll_back() {
 }
 
 #[test]
+fn a_pin_ends_the_split_and_keeps_a_newer_version_from_traffic() {
+    let table = two_ready(&ModelPolicy::default());
+    // Without a decision the highest version serves; a pin chooses the older one.
+    assert_eq!(entry(&table).default_version(), Some(2));
+    let (pinned, effects) = step(&table, Event::Traffic(TrafficChange::Pin { version: 1 }));
+    assert_eq!(effects, [Effect::TrafficChanged(None), Effect::Judge(None)]);
+    let e = entry(&pinned);
+    assert_eq!((e.rollout.latest_rolledout, e.default_version()), (Some(1), Some(1)));
+    // From a split: the split ends, the pinned version is rolled out, the old one previous.
+    let split = Event::Traffic(TrafficChange::Split { canary: 2, percent: 30, stable: None, rollback: None });
+    let (split, _) = step(&pinned, split);
+    let (moved, _) = step(&split, Event::Traffic(TrafficChange::Pin { version: 2 }));
+    let r = &entry(&moved).rollout;
+    assert_eq!((r.split, r.latest_rolledout, r.previous_rolledout), (None, Some(2), Some(1)));
+    // A version that does not serve cannot be pinned.
+    let (same, effects) = step(&moved, Event::Traffic(TrafficChange::Pin { version: 9 }));
+    assert!(matches!(&effects[..], [Effect::Refused(m)] if m.contains("not loaded")), "{effects:?}");
+    assert_eq!(entry(&same).rollout, entry(&moved).rollout);
+}
+
+#[test]
 fn verdicts_roll_back_a_running_split_only() {
     let table = two_ready(&ModelPolicy::default());
     let verdict = || Event::Verdict { reason: "p99 too high".into() };

@@ -298,6 +298,13 @@ pub enum TrafficChange {
     Promote,
     /// All traffic returns to the stable version.
     Rollback,
+    /// All unpinned traffic goes to `version`, which becomes the rolled-out version; a split in
+    /// progress ends. A control plane uses it to decide which version serves before a newer one
+    /// finishes loading (without it the highest version that serves takes traffic).
+    Pin {
+        /// The version to serve.
+        version: u64,
+    },
 }
 
 /// The models of one repository.

@@ -149,6 +149,20 @@ impl Rollout {
         Ok(split.canary)
     }
 
+    /// All traffic goes to `version` from now on, which becomes the rolled-out version (the one
+    /// before it the previous); a split in progress ends.
+    pub fn pin(&mut self, version: u64, servable: impl Fn(u64) -> bool) -> Result<(), RolloutError> {
+        if !servable(version) {
+            return Err(RolloutError::Invalid(format!("version {version} is not loaded")));
+        }
+        self.split = None;
+        if self.latest_rolledout != Some(version) {
+            self.previous_rolledout = self.latest_rolledout;
+            self.latest_rolledout = Some(version);
+        }
+        Ok(())
+    }
+
     /// The split ends and all traffic returns to the stable version.
     pub fn rollback(&mut self, reason: impl Into<String>) -> Result<u64, RolloutError> {
         let split = self.split.take().ok_or(RolloutError::NoCanary)?;
