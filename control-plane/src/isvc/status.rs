@@ -186,3 +186,126 @@ pub fn invalid(generation: i64, message: &str, previous: Option<&Value>, now: &s
     });
     status
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::{
+        isvc::reconcile::{reconcile, ObservedRevision, RolloutHistory},
+        resources::predictor::{ModelFormat, PredictorSpec, Protocol, Scaling},
+    };
+
+    fn spec(uri: &str, canary: Option<u32>) -> PredictorSpec {
+        PredictorSpec {
+            format: ModelFormat { name: "onnx".into(), version: None },
+            runtime: None,
+            storage_uri: uri.into(),
+            protocol: Protocol::V2,
+            scaling: Scaling {
+                min_replicas: 1,
+                max_replicas: 0,
+                target: None,
+                metric: Default::default(),
+                container_concurrency: 0,
+                annotations: BTreeMap::new(),
+            },
+            timeout_seconds: None,
+            canary_traffic_percent: canary,
+            batcher: None,
+        }
+    }
+
+    fn observed(revisions: Vec<(u64, &str, RevisionState)>, latest: Option<u64>) -> Observed {
+        Observed {
+            revisions: revisions.into_iter().map(|(number, uri, state)| ObservedRevision { number, template: spec(uri, None), state }).collect(),
+            history: RolloutHistory { latest_rolledout: latest, previous_rolledout: None },
+            last_number: 0,
+        }
+    }
+
+    fn report(desired: &PredictorSpec, observed: &Observed, previous: Option<&Value>, now: &str) -> Value {
+        let plan = reconcile(desired, observed);
+        status(&StatusInputs {
+            name: "iris",
+            generation: 2,
+            observed,
+            plan: &plan,
+            base_url: "http://127.0.0.1:8000",
+            model_path: "/v2/models/iris",
+            replicas: Some((1, 1)),
+            previous,
+            now,
+        })
+    }
+
+    fn condition<'a>(status: &'a Value, kind: &str) -> &'a Value {
+        status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == kind).unwrap()
+    }
+
+    #[test]
+    fn a_canary_reports_kserve_traffic_and_revisions() {
+        let o = observed(vec![(1, "a", RevisionState::Ready), (2, "b", RevisionState::Ready)], Some(1));
+        let s = report(&spec("b", Some(30)), &o, None, "2026-01-01T00:00:00Z");
+        let p = &s["components"]["predictor"];
+        assert_eq!(p["latestCreatedRevision"], "iris-predictor-00002");
+        assert_eq!(p["latestReadyRevision"], "iris-predictor-00002");
+        assert_eq!(p["latestRolledoutRevision"], "iris-predictor-00001");
+        assert_eq!(
+            p["traffic"],
+            json!([
+                { "tag": "prev", "revisionName": "iris-predictor-00001", "percent": 70, "latestRevision": false },
+                { "tag": "latest", "revisionName": "iris-predictor-00002", "percent": 30, "latestRevision": true },
+            ])
+        );
+        assert_eq!(condition(&s, "Ready")["status"], "True");
+        assert_eq!(s["modelStatus"]["transitionStatus"], "UpToDate");
+        assert_eq!(s["url"], "http://127.0.0.1:8000/v2/models/iris");
+        assert_eq!(p["replicas"], json!({ "desired": 1, "ready": 1 }));
+        assert_eq!(s["observedGeneration"], 2);
+    }
+
+    #[test]
+    fn a_failed_latest_revision_keeps_the_old_one_ready_and_says_why() {
+        let failed = RevisionState::Failed { reason: "ModelLoadFailed".into(), message: "truncated model".into() };
+        let o = observed(vec![(1, "a", RevisionState::Ready), (2, "b", failed)], Some(1));
+        let s = report(&spec("b", None), &o, None, "t0");
+        assert_eq!(condition(&s, "Ready")["status"], "True");
+        let latest = condition(&s, "LatestDeploymentReady");
+        assert_eq!((latest["status"].as_str(), latest["reason"].as_str()), (Some("False"), Some("ModelLoadFailed")));
+        assert_eq!(s["modelStatus"]["transitionStatus"], "BlockedByFailedLoad");
+        assert_eq!(s["modelStatus"]["lastFailureInfo"]["message"], "truncated model");
+        assert_eq!(s["components"]["predictor"]["traffic"][0]["revisionName"], "iris-predictor-00001");
+    }
+
+    #[test]
+    fn nothing_ready_is_not_ready_and_progress_shows() {
+        let o = observed(vec![(1, "a", RevisionState::Fetching { done_bytes: 10, total_bytes: Some(100) })], None);
+        let s = report(&spec("a", None), &o, None, "t0");
+        assert_eq!(condition(&s, "Ready")["status"], "False");
+        assert_eq!(condition(&s, "PredictorReady")["status"], "False");
+        let latest = condition(&s, "LatestDeploymentReady");
+        assert_eq!(latest["status"], "Unknown");
+        assert!(latest["message"].as_str().unwrap().contains("10 of 100 bytes"));
+        assert_eq!(s["modelStatus"]["states"]["targetModelState"], "Pending");
+    }
+
+    #[test]
+    fn transition_times_move_only_on_change() {
+        let o = observed(vec![(1, "a", RevisionState::Ready)], Some(1));
+        let first = report(&spec("a", None), &o, None, "t0");
+        let again = report(&spec("a", None), &o, Some(&first), "t1");
+        assert_eq!(condition(&again, "Ready")["lastTransitionTime"], "t0");
+        let down = observed(vec![(1, "a", RevisionState::Failed { reason: "ModelLoadFailed".into(), message: "x".into() })], None);
+        let changed = report(&spec("a", None), &down, Some(&again), "t2");
+        assert_eq!(condition(&changed, "Ready")["lastTransitionTime"], "t2");
+    }
+
+    #[test]
+    fn an_invalid_spec_says_so() {
+        let s = invalid(3, "spec.predictor.canaryTrafficPercent: must be 0 to 100", None, "t0");
+        assert_eq!(condition(&s, "Ready")["reason"], "InvalidSpec");
+        assert_eq!(s["modelStatus"]["transitionStatus"], "InvalidSpec");
+    }
+}

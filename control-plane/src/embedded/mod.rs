@@ -1,0 +1,13 @@
+//! The embedded driver (`quiver up`): InferenceServices from the store, reconciled by the pure
+//! core ([`crate::isvc::reconcile`]) and carried out on the in-process runtime — each service a
+//! model of the managed repository under the Quiver home, each revision a version of it, the
+//! canary split the runtime's traffic split — with KServe's status written back to the store.
+
+mod controller;
+mod repository;
+mod state;
+
+pub use controller::{Controller, ControllerOptions};
+
+/// The store resource of InferenceServices.
+pub const ISVC_RESOURCE: &str = "inferenceservices.serving.kserve.io";
