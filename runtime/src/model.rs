@@ -281,6 +281,17 @@ impl ModelVersion {
         })
     }
 
+    /// Lets `n` of its instances execute at once (an autoscaler's replicas in one process);
+    /// returns the number now active.
+    pub fn set_active_instances(&self, n: usize) -> usize {
+        self.scheduler.set_active(n)
+    }
+
+    /// Instances allowed to execute at once, and instances started.
+    pub fn instances(&self) -> (usize, usize) {
+        self.scheduler.instances()
+    }
+
     /// Its name, configuration and tensors.
     pub fn info(&self) -> &Arc<VersionInfo> {
         &self.info

@@ -219,7 +219,10 @@ mod tests {
 
     fn observed(revisions: Vec<(u64, &str, RevisionState)>, latest: Option<u64>) -> Observed {
         Observed {
-            revisions: revisions.into_iter().map(|(number, uri, state)| ObservedRevision { number, template: spec(uri, None), state }).collect(),
+            revisions: revisions
+                .into_iter()
+                .map(|(number, uri, state)| ObservedRevision { number, template: spec(uri, None), state })
+                .collect(),
             history: RolloutHistory { latest_rolledout: latest, previous_rolledout: None },
             last_number: 0,
         }

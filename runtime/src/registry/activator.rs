@@ -17,7 +17,7 @@ use super::{
     lifecycle::{Effect, Event},
     loader::load_version,
     policy::ColdStart,
-    ModelRegistry, ModelRuntime, Shared, VersionState,
+    unknown_model, ModelRegistry, ModelRuntime, Shared, VersionState,
 };
 use crate::{model::ModelVersion, ServeError};
 
@@ -43,6 +43,54 @@ impl ModelRegistry {
             let effects = self.shared.apply(&name, &event);
             let _ = self.shared.perform(&name, &runtime, &effects);
         }
+    }
+}
+
+impl ModelRegistry {
+    /// Requests in flight on `name` (queued or executing, on every loaded version): the
+    /// concurrency an autoscaler samples. Each request holds its version, and the table one
+    /// more reference; 0 for an unknown or scaled-to-zero model.
+    pub fn in_flight(&self, name: &str) -> u32 {
+        let table = self.shared.table.load();
+        let Some(entry) = table.models.get(name) else { return 0 };
+        let held: usize = entry
+            .versions
+            .values()
+            .map(|s| match s {
+                VersionState::Ready(m) => Arc::strong_count(m).saturating_sub(1),
+                _ => 0,
+            })
+            .sum();
+        u32::try_from(held).unwrap_or(u32::MAX)
+    }
+
+    /// Sets the replicas of `name` as an autoscaler decided them: 0 releases every loaded
+    /// version without requests in flight (the next request loads it again, as for idle scale
+    /// to zero); above 0, each loaded version lets that many instances execute at once (up to
+    /// the instances its config starts). Returns the replicas ready now: the active instances
+    /// of the version that serves unversioned requests, 0 while it is scaled to zero.
+    pub async fn scale(&self, name: &str, replicas: u32) -> Result<u32, ServeError> {
+        let runtime = self.shared.table.load().models.get(name).map(|e| e.runtime.clone()).ok_or_else(|| unknown_model(name))?;
+        if replicas == 0 {
+            // A load or activation in progress wins; the autoscaler asks again next tick.
+            if let Ok(_control) = runtime.control.try_lock() {
+                let busy = busy_versions(&self.shared, name);
+                let effects = self.shared.apply(name, &Event::Release { busy });
+                let _ = self.shared.perform(name, &runtime, &effects);
+            }
+        }
+        let table = self.shared.table.load();
+        let Some(entry) = table.models.get(name) else { return Ok(0) };
+        let mut ready = 0;
+        for (version, state) in &entry.versions {
+            if let VersionState::Ready(model) = state {
+                let active = if replicas == 0 { model.instances().0 } else { model.set_active_instances(replicas as usize) };
+                if Some(*version) == entry.default_version() {
+                    ready = u32::try_from(active).unwrap_or(u32::MAX);
+                }
+            }
+        }
+        Ok(ready)
     }
 }
 

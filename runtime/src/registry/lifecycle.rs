@@ -220,6 +220,12 @@ pub enum Event<K: Kinds> {
         /// Ready versions with requests in flight: they stay loaded.
         busy: BTreeSet<u64>,
     },
+    /// An autoscaler decided the model scales to zero now: every ready version without a
+    /// request in flight releases its weights (whatever the model's own idle policy).
+    Release {
+        /// Ready versions with requests in flight: they stay loaded.
+        busy: BTreeSet<u64>,
+    },
     /// A scaled-to-zero version was loaded again for a request.
     Activated {
         /// The version.
@@ -317,6 +323,7 @@ pub fn apply<K: Kinds>(table: &ModelTable<K>, name: &str, event: &Event<K>, now_
             }
         }),
         Event::IdleCheck { last_used_ms, busy } => current.and_then(|entry| idle_check(entry, *last_used_ms, busy, now_ms, &mut effects)),
+        Event::Release { busy } => current.and_then(|entry| release(entry, busy, &mut effects)),
         Event::Activated { version, model } => {
             current.filter(|e| matches!(e.versions.get(version), Some(VersionState::Idle(_)))).map(|entry| {
                 effects.push(Effect::Activated(*version));
@@ -406,6 +413,11 @@ fn idle_check<K: Kinds>(
     if u128::from(now_ms.saturating_sub(last_used_ms)) < grace.as_millis() {
         return None;
     }
+    release(entry, busy, effects)
+}
+
+/// Scales every ready version of `entry` that is not `busy` to zero.
+fn release<K: Kinds>(entry: &ModelEntry<K>, busy: &BTreeSet<u64>, effects: &mut Vec<Effect>) -> Option<ModelEntry<K>> {
     let mut entry = entry.clone();
     let mut released = Vec::new();
     for (version, state) in entry.versions.iter_mut() {

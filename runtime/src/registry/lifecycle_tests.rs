@@ -201,6 +201,18 @@ fn idle_checks_release_only_idle_models_and_versions_without_requests() {
 }
 
 #[test]
+fn a_release_scales_to_zero_without_an_idle_policy_but_spares_busy_versions() {
+    let busy = |vs: &[u64]| vs.iter().copied().collect::<BTreeSet<u64>>();
+    let table = two_ready(&ModelPolicy::default());
+    let (next, effects) = step(&table, Event::Release { busy: busy(&[2]) });
+    assert_eq!(states(&next), summary(&[(1, "I"), (2, "R1")]));
+    assert_eq!(effects, [Effect::ScaledToZero(vec![1])]);
+    let (zero, effects) = step(&next, Event::Release { busy: busy(&[]) });
+    assert_eq!((states(&zero), effects), (summary(&[(1, "I"), (2, "I")]), vec![Effect::ScaledToZero(vec![2])]));
+    assert!(step(&zero, Event::Release { busy: busy(&[]) }).1.is_empty(), "nothing left to release");
+}
+
+#[test]
 fn activation_readies_an_idle_version_once() {
     let (zero, _) = step(&two_ready(&idle_policy(0)), Event::IdleCheck { last_used_ms: 0, busy: BTreeSet::new() });
     let (table, effects) = step(&zero, Event::Activated { version: 2, model: (2, 5) });

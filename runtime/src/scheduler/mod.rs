@@ -19,7 +19,10 @@ pub mod queue;
 use std::{
     collections::BTreeMap,
     panic::{catch_unwind, AssertUnwindSafe},
-    sync::{mpsc as std_mpsc, Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        mpsc as std_mpsc, Arc, Mutex,
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -102,6 +105,9 @@ type Done = Vec<(u64, Reply, Result<Execution, ServeError>)>;
 pub struct Scheduler {
     submit: mpsc::Sender<Submit>,
     label: String,
+    /// How many instances may execute at once (1 to `instances`): an autoscaler's replicas.
+    active: Arc<AtomicUsize>,
+    instances: usize,
 }
 
 impl Scheduler {
@@ -119,10 +125,12 @@ impl Scheduler {
         }
         let capacity = options.policy.levels.iter().map(|l| l.max_queue_size).fold(0usize, usize::saturating_add).clamp(1, 1 << 16);
         let (submit_tx, submit_rx) = mpsc::channel::<Submit>(capacity);
+        let active = Arc::new(AtomicUsize::new(instances));
         let driver = Driver {
             queue: BatchQueue::new(options.policy),
             free: instances,
             instances,
+            active: active.clone(),
             work: work_tx,
             order: options.preserve_ordering.then(Reorder::default),
             metrics,
@@ -130,7 +138,20 @@ impl Scheduler {
             inline: (instances == 1).then(|| Inline { model: model.clone(), compute: ComputeEstimate::default() }),
         };
         tokio::spawn(driver.run(submit_rx, done_rx));
-        Ok(Scheduler { submit: submit_tx, label: label.to_string() })
+        Ok(Scheduler { submit: submit_tx, label: label.to_string(), active, instances })
+    }
+
+    /// Lets `n` instances execute at once (clamped to 1 ..= the instance threads started); the
+    /// rest stay idle. Returns the number now active. The limit applies from the next dispatch.
+    pub fn set_active(&self, n: usize) -> usize {
+        let n = n.clamp(1, self.instances);
+        self.active.store(n, Ordering::Relaxed);
+        n
+    }
+
+    /// Instances allowed to execute at once, and instance threads started.
+    pub fn instances(&self) -> (usize, usize) {
+        (self.active.load(Ordering::Relaxed), self.instances)
     }
 
     /// Queues one request and waits for its execution. Rejections (full queue, bad priority)
@@ -228,6 +249,7 @@ struct Driver {
     queue: BatchQueue<Pending>,
     free: usize,
     instances: usize,
+    active: Arc<AtomicUsize>,
     work: std_mpsc::SyncSender<Work>,
     order: Option<Reorder>,
     metrics: VersionMetrics,
@@ -302,7 +324,7 @@ impl Driver {
         }
         let mut wake = None;
         let mut inline_batches = 0;
-        while self.free > 0 {
+        while self.free > 0 && self.instances - self.free < self.active.load(Ordering::Relaxed) {
             for entry in self.queue.remove_abandoned(|p| p.reply.is_closed()) {
                 self.metrics.pending(-1.0);
                 self.finish(entry.seq, None);
@@ -612,6 +634,26 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(model.max_running.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_active_limit_bounds_concurrent_executions() {
+        let model = Doubler::new(100);
+        let s = scheduler(model.clone(), 4, policy(false, 1, 0, 100), false);
+        assert_eq!(s.instances(), (4, 4));
+        assert_eq!(s.set_active(9), 4, "clamped to the threads started");
+        assert_eq!(s.set_active(0), 1, "at least one");
+        assert_eq!(s.set_active(2), 2);
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let s = s.clone();
+                tokio::spawn(async move { s.execute(rows(&[1.0]), params(1)).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        assert_eq!(model.max_running.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]
