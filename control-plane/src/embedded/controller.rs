@@ -19,8 +19,11 @@ use tokio::{
 };
 use tracing::{info, warn};
 
+use quiver_autoscaler::Settings;
+
 use super::{
     repository,
+    scaling::ServiceScaler,
     state::{ServiceState, STATE_RESOURCE},
     ISVC_RESOURCE,
 };
@@ -29,7 +32,7 @@ use crate::{
         reconcile::{reconcile, revision_name, Action, ObservedRevision, RevisionNumber, RevisionState, Traffic},
         status::{self, StatusInputs},
     },
-    resources::predictor::{PredictorSpec, Protocol},
+    resources::predictor::{PredictorSpec, Protocol, Scaling},
     storage,
     store::{ChangeKind, EventType, Store, StoreError},
 };
@@ -40,6 +43,8 @@ const RESYNC: Duration = Duration::from_secs(1);
 const REPORTS: usize = 1024;
 /// Fetch progress is reported at most this often per revision.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How often the requests in flight are sampled for the autoscaler (averaged per second).
+const SAMPLE: Duration = Duration::from_millis(100);
 
 /// (namespace, name).
 type Key = (String, String);
@@ -53,6 +58,9 @@ pub struct ControllerOptions {
     pub cache: PathBuf,
     /// The server's base URL for status `url`s, e.g. `http://127.0.0.1:8000`.
     pub base_url: String,
+    /// Cluster-wide autoscaler settings (Knative's `config-autoscaler` keys), under each
+    /// service's own annotations and fields.
+    pub autoscaler: Settings,
 }
 
 /// What a fetch-and-load task reports.
@@ -96,6 +104,10 @@ pub struct Controller {
     owners: HashMap<String, Key>,
     /// The `(desired, ready)` replicas last reported, per service.
     replicas: HashMap<Key, (u32, u32)>,
+    /// Each serving service's KPA.
+    scalers: HashMap<Key, ServiceScaler>,
+    /// The KPA's clock starts here.
+    started: Instant,
 }
 
 /// Runs a blocking store call off the reactor.
@@ -125,6 +137,8 @@ impl Controller {
             reports,
             owners: HashMap::new(),
             replicas: HashMap::new(),
+            scalers: HashMap::new(),
+            started: Instant::now(),
         }
     }
 
@@ -171,6 +185,8 @@ impl Controller {
         let mut changes = self.store.subscribe();
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sample = tokio::time::interval(SAMPLE);
+        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             let mut dirty = BTreeSet::new();
             tokio::select! {
@@ -196,7 +212,15 @@ impl Controller {
                         dirty.insert(key);
                     }
                 }
-                _ = resync.tick() => dirty.extend(self.all_keys().await),
+                _ = sample.tick() => {
+                    for (key, scaler) in &mut self.scalers {
+                        scaler.sample(self.registry.in_flight(&key.1));
+                    }
+                }
+                _ = resync.tick() => {
+                    dirty.extend(self.scale().await);
+                    dirty.extend(self.all_keys().await);
+                }
             }
             for key in dirty {
                 self.reconcile_one(&key).await;
@@ -315,7 +339,7 @@ impl Controller {
             Protocol::V1 => format!("/v1/models/{}", key.1),
             Protocol::V2 => format!("/v2/models/{}", key.1),
         };
-        let replicas = self.replicas(key, &plan.traffic);
+        let replicas = self.replicas(key, &desired.scaling, &plan.traffic);
         let status = status::status(&StatusInputs {
             name: &key.1,
             generation,
@@ -340,12 +364,47 @@ impl Controller {
         }
     }
 
-    /// The `(desired, ready)` replicas: in embedded mode a replica is a serving model instance.
-    fn replicas(&mut self, key: &Key, traffic: &Traffic) -> (u32, u32) {
-        let serving = u32::from(!matches!(traffic, Traffic::None));
-        let replicas = (serving, serving);
-        self.replicas.insert(key.clone(), replicas);
-        replicas
+    /// The `(desired, ready)` replicas to report; keeps the service's KPA in step with its spec.
+    fn replicas(&mut self, key: &Key, scaling: &Scaling, traffic: &Traffic) -> (u32, u32) {
+        if matches!(traffic, Traffic::None) {
+            self.scalers.remove(key);
+            self.replicas.remove(key);
+            return (0, 0);
+        }
+        if !self.scalers.get(key).is_some_and(|s| s.follows(scaling)) {
+            match ServiceScaler::new(&self.options.autoscaler, scaling, self.started.elapsed().as_secs()) {
+                Ok(scaler) => {
+                    self.scalers.insert(key.clone(), scaler);
+                }
+                Err(e) => warn!(model = %key.1, "autoscaling: {e}"),
+            }
+        }
+        *self.replicas.entry(key.clone()).or_insert((1, 1))
+    }
+
+    /// One autoscaling decision per serving service, carried out on the runtime; the services
+    /// whose replicas changed.
+    async fn scale(&mut self) -> Vec<Key> {
+        let now_s = self.started.elapsed().as_secs();
+        let mut changed = Vec::new();
+        for (key, scaler) in &mut self.scalers {
+            let before = self.replicas.get(key).copied().unwrap_or((1, 1));
+            let decision = scaler.decide(now_s, self.registry.requests(&key.1), before.1);
+            let ready = match self.registry.scale(&key.1, decision.desired).await {
+                Ok(ready) => ready,
+                Err(e) => {
+                    warn!(model = %key.1, "scaling to {}: {e}", decision.desired);
+                    continue;
+                }
+            };
+            let after = (decision.desired, ready);
+            if after != before {
+                info!(model = %key.1, desired = after.0, ready = after.1, panic = decision.panic, "replicas");
+                self.replicas.insert(key.clone(), after);
+                changed.push(key.clone());
+            }
+        }
+        changed
     }
 
     /// Updates loading revisions from the runtime's index (a load that finished or failed).
@@ -491,6 +550,7 @@ impl Controller {
         }
         let known = self.services.remove(key).is_some();
         self.replicas.remove(key);
+        self.scalers.remove(key);
         if self.owners.get(&key.1) != Some(key) {
             return;
         }

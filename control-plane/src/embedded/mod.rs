@@ -5,6 +5,7 @@
 
 mod controller;
 mod repository;
+mod scaling;
 mod state;
 
 pub use controller::{Controller, ControllerOptions};

@@ -48,12 +48,15 @@ impl ModelRegistry {
 
 impl ModelRegistry {
     /// Requests in flight on `name` (queued or executing, on every loaded version): the
-    /// concurrency an autoscaler samples. Each request holds its version, and the table one
-    /// more reference; 0 for an unknown or scaled-to-zero model.
+    /// concurrency an autoscaler samples, with the requests waiting for a cold start. Each
+    /// request holds its version, and the table one more reference; 0 for an unknown model.
     pub fn in_flight(&self, name: &str) -> u32 {
         let table = self.shared.table.load();
         let Some(entry) = table.models.get(name) else { return 0 };
-        let held: usize = entry
+        // Requests waiting for a cold start count too: they are the load that woke it.
+        let waiting = entry.runtime.cold_waiters.load(Ordering::Relaxed);
+        let held: usize = waiting
+            + entry
             .versions
             .values()
             .map(|s| match s {
@@ -62,6 +65,12 @@ impl ModelRegistry {
             })
             .sum();
         u32::try_from(held).unwrap_or(u32::MAX)
+    }
+
+    /// Requests routed to `name` since it was first loaded (0 for an unknown model): an
+    /// autoscaler's requests-per-second source, as the difference of two readings.
+    pub fn requests(&self, name: &str) -> u64 {
+        self.shared.table.load().models.get(name).map_or(0, |e| e.runtime.requests.load(Ordering::Relaxed))
     }
 
     /// Sets the replicas of `name` as an autoscaler decided them: 0 releases every loaded

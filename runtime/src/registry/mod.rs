@@ -107,6 +107,8 @@ pub struct ModelRuntime {
     pub(crate) judged_at: AtomicU64,
     /// Milliseconds since the registry's epoch of the last request.
     pub(crate) last_used_ms: AtomicU64,
+    /// Requests routed to this model so far (an autoscaler's requests-per-second source).
+    pub(crate) requests: AtomicU64,
     /// Serializes loads, unloads, activations and rollout changes of this model.
     pub(crate) control: tokio::sync::Mutex<()>,
     /// Requests waiting for a cold start (the activator's buffer).
@@ -120,6 +122,7 @@ impl ModelRuntime {
             judge: ArcSwapOption::empty(),
             judged_at: AtomicU64::new(0),
             last_used_ms: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             control: tokio::sync::Mutex::new(()),
             cold_waiters: AtomicUsize::new(0),
         }

@@ -46,6 +46,7 @@ impl ModelRegistry {
         let entry = table.models.get(name).ok_or_else(|| unknown_model(name))?;
         let runtime = &entry.runtime;
         runtime.last_used_ms.store(self.shared.now_ms(), Ordering::Relaxed);
+        runtime.requests.fetch_add(1, Ordering::Relaxed);
         let (number, revision, state) = entry.pick(name, version, pin, || runtime.routed.fetch_add(1, Ordering::Relaxed))?;
         let target = match state {
             VersionState::Ready(model) => Target::Ready(model.clone()),
