@@ -63,7 +63,7 @@ impl ModelRegistry {
                 VersionState::Ready(m) => Arc::strong_count(m).saturating_sub(1),
                 _ => 0,
             })
-            .sum();
+            .sum::<usize>();
         u32::try_from(held).unwrap_or(u32::MAX)
     }
 
