@@ -38,7 +38,7 @@ fn full(bytes: &'static [u8]) -> Body {
 fn respond(req: Request<hyper::body::Incoming>, gets: &Mutex<Vec<String>>) -> Response<Body> {
     let path = req.uri().path().to_string();
     if req.method() == hyper::Method::GET {
-        gets.lock().unwrap().push(path.clone());
+        gets.lock().unwrap().push(req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default());
     }
     let ok = |body: Body, length: usize| {
         Response::builder()
@@ -92,7 +92,7 @@ impl Server {
     }
 
     fn gets(&self, path: &str) -> usize {
-        self.gets.lock().unwrap().iter().filter(|p| p.as_str() == path).count()
+        self.gets.lock().unwrap().iter().filter(|p| p.split('?').next() == Some(path)).count()
     }
 }
 
@@ -125,10 +125,16 @@ async fn http_download_then_cache_hit() {
     assert_eq!(second.path, first.path);
     assert_eq!(server.gets("/model.onnx"), 1, "the second fetch must not download again");
 
+    // A signed URL's query string reaches the server; the content is the same cache entry.
+    let signed = fetch(&server.url("/model.onnx?X-Signature=abc"), cache.path(), &no_progress).await.unwrap();
+    assert_eq!(signed.path, first.path);
+    assert_eq!(server.gets("/model.onnx"), 2);
+    assert!(server.gets.lock().unwrap().iter().any(|p| p == "/model.onnx?X-Signature=abc"));
+
     // With the right digest in the URI, the cache answers without asking the server.
     let pinned = fetch(&format!("{}#sha256={}", server.url("/model.onnx"), sha(MODEL)), cache.path(), &no_progress).await.unwrap();
     assert!(pinned.from_cache);
-    assert_eq!(server.gets("/model.onnx"), 1);
+    assert_eq!(server.gets("/model.onnx"), 2);
     assert_eq!(inspect(&first.path, "onnx").unwrap(), ModelLayout::OnnxFile(first.path.clone()));
 }
 
