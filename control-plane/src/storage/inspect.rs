@@ -58,8 +58,9 @@ fn has_extension(path: &Path, ext: &str) -> bool {
 }
 
 /// The regular files directly in `dir`, sorted.
-fn files_in(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
-    let unreadable = |e: std::io::Error| StorageError::NoModel { path: dir.to_path_buf(), format: String::new(), reason: e.to_string() };
+fn files_in(dir: &Path, format: &str) -> Result<Vec<PathBuf>, StorageError> {
+    let unreadable =
+        |e: std::io::Error| StorageError::NoModel { path: dir.to_path_buf(), format: format.to_string(), reason: e.to_string() };
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).map_err(unreadable)? {
         let path = entry.map_err(unreadable)?.path();
@@ -72,8 +73,9 @@ fn files_in(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
 }
 
 /// Integer-named subdirectories of `dir` (Triton versions), ascending.
-fn version_dirs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StorageError> {
-    let unreadable = |e: std::io::Error| StorageError::NoModel { path: dir.to_path_buf(), format: String::new(), reason: e.to_string() };
+fn version_dirs(dir: &Path, format: &str) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    let unreadable =
+        |e: std::io::Error| StorageError::NoModel { path: dir.to_path_buf(), format: format.to_string(), reason: e.to_string() };
     let mut versions = Vec::new();
     for entry in fs::read_dir(dir).map_err(unreadable)? {
         let entry = entry.map_err(unreadable)?;
@@ -125,11 +127,11 @@ pub fn inspect(path: &Path, format: &str) -> Result<ModelLayout, StorageError> {
     if !path.is_dir() {
         return Err(no_model("no such file or directory".into()));
     }
-    let versions = version_dirs(path)?;
+    let versions = version_dirs(path, &format)?;
     if path.join("config.pbtxt").is_file() || !versions.is_empty() || kind == Format::Triton {
         return inspect_triton(path, &format, kind, &versions);
     }
-    let files = files_in(path)?;
+    let files = files_in(path, &format)?;
     let onnx: Vec<&PathBuf> = files.iter().filter(|f| has_extension(f, "onnx")).collect();
     if kind == Format::HuggingFace {
         let missing = missing_hf_files(path);
@@ -175,7 +177,7 @@ fn inspect_triton(path: &Path, format: &str, kind: Format, versions: &[(u64, Pat
     };
     let custom_name = path.join("config.pbtxt").is_file()
         && fs::read_to_string(path.join("config.pbtxt")).is_ok_and(|text| text.contains("default_model_filename"));
-    let files = files_in(dir)?;
+    let files = files_in(dir, format)?;
     let has = |ext: &str| files.iter().any(|f| has_extension(f, ext));
     let ok = match kind {
         Format::HuggingFace => missing_hf_files(dir).is_empty() || (custom_name && has("safetensors")),
