@@ -4,3 +4,4 @@
 
 pub mod isvc;
 pub mod resources;
+pub mod storage;
