@@ -2,5 +2,6 @@
 //! pipelines), reconciled by pure functions and applied by an embedded or a Kubernetes driver.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod resources;
 pub mod store;
