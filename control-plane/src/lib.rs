@@ -3,5 +3,6 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod cli;
 pub mod resources;
 pub mod store;
