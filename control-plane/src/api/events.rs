@@ -75,10 +75,16 @@ pub(crate) async fn list(api: &ManagementApi, ns: &str, query: &[(String, String
         // Objects first (for involvedObject's uid), then each one's events, in one blocking call.
         let found = api
             .blocking(move |s| {
-                let listed = s.list(&r, Some(&nsc))?;
-                let objects: Vec<Value> = match &name {
-                    Some(n) => listed.items.into_iter().filter(|o| o["metadata"]["name"] == n.as_str()).collect(),
-                    None => listed.items,
+                let (objects, rv) = match &name {
+                    Some(n) => match s.get(&r, &nsc, n) {
+                        Ok(obj) => (vec![obj], s.resource_version()?),
+                        Err(StoreError::NotFound { .. }) => (Vec::new(), s.resource_version()?),
+                        Err(e) => return Err(e),
+                    },
+                    None => {
+                        let listed = s.list(&r, Some(&nsc))?;
+                        (listed.items, listed.resource_version)
+                    }
                 };
                 let mut out = Vec::with_capacity(objects.len());
                 for obj in objects {
@@ -86,9 +92,9 @@ pub(crate) async fn list(api: &ManagementApi, ns: &str, query: &[(String, String
                     let events = s.events(&r, &nsc, &obj_name)?;
                     out.push((obj, events));
                 }
-                Ok::<_, StoreError>((out, listed.resource_version))
+                Ok::<_, StoreError>((out, rv))
             })
-            .await
+            .await?
             .map_err(|e| ApiError::from_store(e, &resource, kind.plural(), ""))?;
         rv = found.1;
         let api_version = format!("{}/{}", kind.group(), kind.version());

@@ -213,17 +213,17 @@ impl ManagementApi {
         self.find_kind(g, v, plural).and_then(|k| if k.namespaced() { Err(ApiError::not_found_path()) } else { Ok(k) })
     }
 
-    /// Runs a store call off the async threads (redb blocks on fsync).
-    async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs a store call off the async threads (redb blocks on fsync). The outer error is the
+    /// blocking task itself failing (a 500); the inner one is the store's answer.
+    async fn blocking<T, F>(&self, f: F) -> Result<Result<T, StoreError>, ApiError>
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
     {
         let store = Arc::clone(&self.store);
-        match tokio::task::spawn_blocking(move || f(&store)).await {
-            Ok(r) => r,
-            Err(e) => Err(StoreError::Invalid { field: "(internal)".into(), message: format!("store task failed: {e}") }),
-        }
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("store task failed: {e}")))
     }
 }
 

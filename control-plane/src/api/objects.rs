@@ -86,7 +86,7 @@ pub(crate) async fn get(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (resource, ns, n) = (resource_name(kind), namespace_of(ns)?, name.to_string());
     let r = resource.clone();
-    let obj = api.blocking(move |s| s.get(&r, &ns, &n)).await.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
+    let obj = api.blocking(move |s| s.get(&r, &ns, &n)).await?.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
     Ok(json_response(StatusCode::OK, &obj, &[]))
 }
 
@@ -95,7 +95,7 @@ pub(crate) async fn list(api: &ManagementApi, kind: &dyn ResourceKind, ns: Optio
     let ns = ns.map(|n| namespace_of(Some(n))).transpose()?;
     let r = resource.clone();
     let listed =
-        api.blocking(move |s| s.list(&r, ns.as_deref())).await.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), ""))?;
+        api.blocking(move |s| s.list(&r, ns.as_deref())).await?.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), ""))?;
     let doc = json!({
         "apiVersion": format!("{}/{}", kind.group(), kind.version()),
         "kind": format!("{}List", kind.kind()),
@@ -132,7 +132,7 @@ pub(crate) async fn store_new(
     let warnings = admit(kind, &obj, name)?;
     let resource = resource_name(kind);
     let r = resource.clone();
-    let obj = api.blocking(move |s| s.create(&r, obj)).await.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
+    let obj = api.blocking(move |s| s.create(&r, obj)).await?.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
     Ok((obj, warnings))
 }
 
@@ -149,7 +149,7 @@ pub(crate) async fn replace(
     let warnings = admit(kind, &obj, name)?;
     let resource = resource_name(kind);
     let r = resource.clone();
-    let obj = api.blocking(move |s| s.replace(&r, obj)).await.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
+    let obj = api.blocking(move |s| s.replace(&r, obj)).await?.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
     Ok(json_response(StatusCode::OK, &obj, &warnings))
 }
 
@@ -161,6 +161,6 @@ pub(crate) async fn delete(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (resource, ns, n) = (resource_name(kind), namespace_of(ns)?, name.to_string());
     let r = resource.clone();
-    let obj = api.blocking(move |s| s.delete(&r, &ns, &n)).await.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
+    let obj = api.blocking(move |s| s.delete(&r, &ns, &n)).await?.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
     Ok(json_response(StatusCode::OK, &obj, &[]))
 }

@@ -13,6 +13,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 
 use super::*;
+use crate::store::tests::{temp_dir, TempDir};
 use crate::store::EventType;
 
 pub(crate) const TOKEN: &str = "s3cret-token";
@@ -56,20 +57,6 @@ pub(crate) struct Server {
     pub(crate) addr: SocketAddr,
     pub(crate) store: Arc<Store>,
     _dir: TempDir,
-}
-
-pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub(crate) fn temp_dir() -> TempDir {
-    let dir = std::env::temp_dir().join(format!("quiver-api-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
 }
 
 pub(crate) async fn spawn_server() -> Server {

@@ -5,7 +5,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 
 use super::*;
-use crate::api::tests::{spawn_server, temp_dir, Server, TempDir, ISVC, TOKEN};
+use crate::api::tests::{spawn_server, Server, ISVC, TOKEN};
+use crate::store::tests::{temp_dir, TempDir};
 use crate::store::EventType;
 
 fn conn(server: &Server, home: &TempDir) -> ConnectionArgs {
@@ -235,4 +236,35 @@ async fn delete_from_a_file_and_connection_errors() {
     )
     .await;
     assert!(matches!(r, Err(CliError::Api { code: 401, .. })), "{r:?}");
+}
+
+/// The argument structs as the root binary embeds them: clap's own consistency checks, and a few
+/// command lines.
+#[test]
+fn the_args_parse_like_kubectl() {
+    use clap::{CommandFactory, Parser, Subcommand};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        conn: ConnectionArgs,
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+    #[derive(Subcommand)]
+    enum Cmd {
+        Apply(ApplyArgs),
+        Get(GetArgs),
+        Delete(DeleteArgs),
+        Describe(DescribeArgs),
+    }
+    Cli::command().debug_assert();
+    let cli = Cli::parse_from(["quiver", "--server", "http://x", "apply", "-f", "a.yaml", "-f", "dir", "-n", "team"]);
+    assert_eq!(cli.conn.server.as_deref(), Some("http://x"));
+    assert!(matches!(cli.cmd, Cmd::Apply(a) if a.filenames == ["a.yaml", "dir"] && a.namespace.as_deref() == Some("team")));
+    let cli = Cli::parse_from(["quiver", "get", "isvc", "-A", "-o", "wide"]);
+    assert!(matches!(cli.cmd, Cmd::Get(g) if g.all_namespaces && g.output == Some(OutputFormat::Wide) && g.name.is_none()));
+    assert!(matches!(Cli::parse_from(["quiver", "delete", "-f", "x.yaml"]).cmd, Cmd::Delete(d) if d.filenames == ["x.yaml"]));
+    assert!(Cli::try_parse_from(["quiver", "delete", "isvc", "iris", "-f", "x.yaml"]).is_err());
+    assert!(matches!(Cli::parse_from(["quiver", "describe", "isvc", "iris"]).cmd, Cmd::Describe(d) if d.name == "iris"));
 }

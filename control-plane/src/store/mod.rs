@@ -19,7 +19,7 @@
 mod events;
 mod keys;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::Path;
 use std::sync::Mutex;

@@ -13,10 +13,24 @@ fn isvc(name: &str, uri: &str) -> Value {
            "spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"}, "storageUri": uri}}}})
 }
 
-fn temp_store() -> (std::path::PathBuf, Store) {
-    let dir = std::env::temp_dir().join(format!("quiver-store-{}", uuid::Uuid::new_v4()));
+/// A directory under the system temp dir, removed on drop.
+pub(crate) struct TempDir(pub(crate) std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(crate) fn temp_dir() -> TempDir {
+    let dir = std::env::temp_dir().join(format!("quiver-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
-    let store = Store::open(dir.join("store.redb")).unwrap();
+    TempDir(dir)
+}
+
+fn temp_store() -> (TempDir, Store) {
+    let dir = temp_dir();
+    let store = Store::open(dir.0.join("store.redb")).unwrap();
     (dir, store)
 }
 
@@ -42,7 +56,7 @@ fn reopen_after_drop_keeps_everything() {
     store.update_status(R, "default", "a", json!({"url": "http://a"}), None).unwrap();
     store.record_event(R, "default", "a", EventType::Normal, "Created", "made").unwrap();
     drop(store);
-    let store = Store::open(dir.join("store.redb")).unwrap();
+    let store = Store::open(dir.0.join("store.redb")).unwrap();
     let listed = store.list(R, Some("default")).unwrap();
     assert_eq!(listed.items.len(), 2);
     assert_eq!(listed.resource_version, "3");
@@ -148,11 +162,10 @@ fn crash_child() {
 
 #[test]
 fn acknowledged_writes_survive_sigkill() {
-    let dir = std::env::temp_dir().join(format!("quiver-crash-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "store::tests::crash_child", "--nocapture", "--test-threads=1"])
-        .env(CRASH_DIR_ENV, &dir)
+        .env(CRASH_DIR_ENV, &dir.0)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -173,7 +186,7 @@ fn acknowledged_writes_survive_sigkill() {
             acked.push(name.to_string());
         }
     }
-    let store = Store::open(dir.join("store.redb")).unwrap();
+    let store = Store::open(dir.0.join("store.redb")).unwrap();
     for name in &acked {
         store.get(R, "default", name).unwrap_or_else(|e| panic!("acknowledged {name} lost: {e}"));
     }
