@@ -70,7 +70,7 @@ impl Store {
         let reason = truncate(reason, MAX_REASON_CHARS);
         let message = truncate(message, MAX_MESSAGE_CHARS);
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_durable()?;
         {
             if txn.open_table(OBJECTS).map_err(dberr)?.get(key.as_str()).map_err(dberr)?.is_none() {
                 return Err(not_found(resource, namespace, name));

@@ -187,6 +187,14 @@ impl Store {
         Ok(Store { db, write_lock: Mutex::new(()), changes })
     }
 
+    /// A write transaction whose commit returns only once the data is on disk. Immediate is
+    /// redb's default; it is set anyway because acknowledging a write relies on it.
+    fn begin_durable(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write().map_err(dberr)?;
+        txn.set_durability(redb::Durability::Immediate).map_err(dberr)?;
+        Ok(txn)
+    }
+
     /// A receiver of every change committed from now on. Bounded: see the module docs for what a
     /// lagged receiver must do.
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
@@ -322,7 +330,7 @@ impl Store {
     pub fn delete(&self, resource: &str, namespace: &str, name: &str) -> Result<Value, StoreError> {
         let key = object_key(resource, namespace, name);
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_durable()?;
         let (old, rv) = {
             let mut objects = txn.open_table(OBJECTS).map_err(dberr)?;
             let old: Value = match objects.remove(key.as_str()).map_err(dberr)? {
@@ -344,7 +352,7 @@ impl Store {
         F: FnOnce(&mut redb::Table<&str, &[u8]>, u64) -> Result<Written, StoreError>,
     {
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let txn = self.db.begin_write().map_err(dberr)?;
+        let txn = self.begin_durable()?;
         let rv = next_version(&txn)?;
         let written = {
             let mut objects = txn.open_table(OBJECTS).map_err(dberr)?;
