@@ -2,6 +2,9 @@
 //! pipelines), reconciled by pure functions and applied by an embedded or a Kubernetes driver.
 #![warn(missing_docs)]
 
+pub mod api;
+pub mod cli;
 pub mod isvc;
 pub mod resources;
 pub mod storage;
+pub mod store;
