@@ -36,6 +36,8 @@ enum Command {
     /// Knative-KPA-style autoscaling tools.
     #[command(subcommand)]
     Autoscaler(AutoscalerCommand),
+    /// Print the InferenceService CustomResourceDefinition (YAML) for `kubectl apply -f -`.
+    Crd,
 }
 
 #[derive(Debug, Subcommand)]
@@ -172,6 +174,10 @@ fn main() -> anyhow::Result<()> {
         Command::Bench(args) => runtime.block_on(quiver_benches::run(args)).map(drop).map_err(anyhow::Error::from),
         Command::Autoscaler(AutoscalerCommand::Simulate(args)) => {
             quiver_autoscaler_simulator::run_simulate(&args, &mut std::io::stdout().lock()).map(drop).map_err(anyhow::Error::from)
+        }
+        Command::Crd => {
+            let yaml = quiver_control_plane::resources::crd::crd_yaml().context("serializing the InferenceService CRD")?;
+            std::io::Write::write_all(&mut std::io::stdout().lock(), yaml.as_bytes()).context("writing the CRD to stdout")
         }
     }
 }
