@@ -8,6 +8,7 @@ use std::{
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use quiver_control_plane as cp;
 use quiver_core::Engines;
 use quiver_engine_candle::CandleBackend;
 use quiver_engine_tract::OnnxBackend;
@@ -38,6 +39,68 @@ enum Command {
     Autoscaler(AutoscalerCommand),
     /// Print the InferenceService CustomResourceDefinition (YAML) for `kubectl apply -f -`.
     Crd,
+    /// Run the server and the control plane in one process: InferenceServices applied with
+    /// `quiver apply` are served on its ports (state under --home, $QUIVER_HOME or ~/.quiver).
+    Up(UpArgs),
+    /// Create or update resources from manifests (multi-document YAML or JSON), like kubectl apply.
+    Apply {
+        #[command(flatten)]
+        args: cp::cli::ApplyArgs,
+        #[command(flatten)]
+        conn: cp::cli::ConnectionArgs,
+    },
+    /// List resources or show one (table, wide, json, yaml), like kubectl get.
+    Get {
+        #[command(flatten)]
+        args: cp::cli::GetArgs,
+        #[command(flatten)]
+        conn: cp::cli::ConnectionArgs,
+    },
+    /// Delete resources by name or by manifest, like kubectl delete.
+    Delete {
+        #[command(flatten)]
+        args: cp::cli::DeleteArgs,
+        #[command(flatten)]
+        conn: cp::cli::ConnectionArgs,
+    },
+    /// Show a resource in detail: spec, conditions, revisions, traffic and recent events.
+    Describe {
+        #[command(flatten)]
+        args: cp::cli::DescribeArgs,
+        #[command(flatten)]
+        conn: cp::cli::ConnectionArgs,
+    },
+}
+
+/// `quiver up`: flags as `quiver serve` names them, plus the home.
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// Where the control plane keeps its state (store, managed models, cache, token).
+    #[arg(long)]
+    home: Option<PathBuf>,
+    /// HTTP address to listen on (inference, /metrics and the management API).
+    #[arg(long, default_value = "127.0.0.1")]
+    http_address: IpAddr,
+    /// HTTP port; 0 picks a free port.
+    #[arg(long, default_value_t = 8000)]
+    http_port: u16,
+    /// gRPC address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    grpc_address: IpAddr,
+    /// gRPC port; 0 picks a free port.
+    #[arg(long, default_value_t = 8001)]
+    grpc_port: u16,
+    /// Largest accepted HTTP request body or gRPC message, in bytes.
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    http_max_body_bytes: usize,
+    /// Backend settings as KEY=VALUE (as `quiver serve --backend-config`).
+    #[arg(long = "backend-config", value_name = "[BACKEND,]KEY=VALUE")]
+    backend_config: Vec<String>,
+    /// Cluster-wide autoscaler settings as KEY=VALUE: the keys of Knative's config-autoscaler
+    /// ConfigMap (e.g. scale-to-zero-grace-period=30s, stable-window=60s), under each
+    /// InferenceService's own annotations and fields.
+    #[arg(long = "autoscaler-set", value_name = "KEY=VALUE")]
+    autoscaler_set: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +221,71 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let home = cp::embedded::Home::resolve(args.home).context("the Quiver home")?;
+    home.prepare().with_context(|| format!("preparing {}", home.root.display()))?;
+    let store = Arc::new(cp::store::Store::open(home.store()).with_context(|| format!("opening {}", home.store().display()))?);
+    let token = home.token().context("the management API token")?;
+    let mut autoscaler = quiver_autoscaler::Settings::new();
+    for assignment in &args.autoscaler_set {
+        autoscaler.set_assignment(assignment).map_err(|e| anyhow::anyhow!("--autoscaler-set {assignment}: {e}"))?;
+    }
+    let kinds: Vec<Arc<dyn cp::api::ResourceKind>> = vec![Arc::new(cp::embedded::InferenceServiceKind::new(store.clone()))];
+    let api = Arc::new(cp::api::ManagementApi::new(store.clone(), token, kinds));
+    let options = ServerOptions {
+        model_repository: home.repository(),
+        http_addr: SocketAddr::new(args.http_address, args.http_port),
+        grpc_addr: SocketAddr::new(args.grpc_address, args.grpc_port),
+        max_body_bytes: args.http_max_body_bytes,
+        registry: RegistryOptions {
+            load: load_options(&args.backend_config)?,
+            control_mode: ControlMode::Explicit,
+            startup_models: Vec::new(),
+        },
+        repository_poll_interval: std::time::Duration::from_secs(15),
+        metrics_interval: std::time::Duration::from_millis(2000),
+        http_extension: Some(Arc::new(cp::embedded::ManagementRoutes(api))),
+    };
+    let server = Server::bind(options).await?;
+    let http = server.http_addr()?;
+    let host = if http.ip().is_unspecified() { std::net::Ipv4Addr::LOCALHOST.into() } else { http.ip() };
+    let base_url = format!("http://{}", SocketAddr::new(host, http.port()));
+    home.write_server_url(&base_url).context("writing the server URL to the home")?;
+    let mut controller = cp::embedded::Controller::new(
+        store,
+        server.registry(),
+        cp::embedded::ControllerOptions { repository: home.repository(), cache: home.cache(), base_url: base_url.clone(), autoscaler },
+    );
+    // What served before a restart serves again before the first request is answered.
+    let restored = controller.restore().await.context("restoring InferenceServices")?;
+    tracing::info!(home = %home.root.display(), "control plane up at {base_url}: {restored} InferenceServices restored");
+    let controller = tokio::spawn(controller.run());
+    let result = server.run(shutdown_signal()).await;
+    controller.abort();
+    result?;
+    Ok(())
+}
+
+/// Runs one CLI command, printing its output; an error is printed as kubectl would and the
+/// process exits non-zero.
+fn cli_command<F>(runtime: &tokio::runtime::Runtime, command: F) -> anyhow::Result<()>
+where
+    F: for<'a> FnOnce(
+        &'a mut dyn std::io::Write,
+        &'a mut dyn std::io::Write,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), cp::cli::CliError>> + 'a>>,
+{
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let result = runtime.block_on(command(&mut out, &mut err));
+    drop(out);
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        drop(err);
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("QUIVER_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
@@ -179,5 +307,10 @@ fn main() -> anyhow::Result<()> {
             let yaml = quiver_control_plane::resources::crd::crd_yaml().context("serializing the InferenceService CRD")?;
             std::io::Write::write_all(&mut std::io::stdout().lock(), yaml.as_bytes()).context("writing the CRD to stdout")
         }
+        Command::Up(args) => runtime.block_on(up(args)),
+        Command::Apply { args, conn } => cli_command(&runtime, |out, err| Box::pin(cp::cli::run_apply(&conn, &args, out, err))),
+        Command::Get { args, conn } => cli_command(&runtime, |out, err| Box::pin(cp::cli::run_get(&conn, &args, out, err))),
+        Command::Delete { args, conn } => cli_command(&runtime, |out, err| Box::pin(cp::cli::run_delete(&conn, &args, out, err))),
+        Command::Describe { args, conn } => cli_command(&runtime, |out, err| Box::pin(cp::cli::run_describe(&conn, &args, out, err))),
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod embedded;
 pub mod isvc;
 pub mod resources;
 pub mod storage;

@@ -111,10 +111,7 @@ pub struct Controller {
 }
 
 /// Runs a blocking store call off the reactor.
-async fn blocking<T: Send + 'static>(store: &Arc<Store>, f: impl FnOnce(&Store) -> T + Send + 'static) -> T
-where
-    T: Send,
-{
+async fn blocking<T: Send + 'static>(store: &Arc<Store>, f: impl FnOnce(&Store) -> T + Send + 'static) -> T {
     let store = store.clone();
     match tokio::task::spawn_blocking(move || f(&store)).await {
         Ok(value) => value,
@@ -412,7 +409,8 @@ impl Controller {
         let Some(state) = self.services.get_mut(key) else { return };
         let index = self.registry.index(false);
         for revision in &mut state.observed.revisions {
-            if !matches!(revision.state, RevisionState::Loading | RevisionState::Ready) || self.tasks.contains_key(&(key.clone(), revision.number))
+            if !matches!(revision.state, RevisionState::Loading | RevisionState::Ready)
+                || self.tasks.contains_key(&(key.clone(), revision.number))
             {
                 continue;
             }
@@ -454,9 +452,9 @@ impl Controller {
         let change = match traffic {
             Traffic::None => return,
             Traffic::All(n) => {
-                let pinned = current.as_ref().is_some_and(|t| {
-                    t.traffic.is_empty() && t.latest_rolledout_version.as_deref() == Some(n.to_string().as_str())
-                });
+                let pinned = current
+                    .as_ref()
+                    .is_some_and(|t| t.traffic.is_empty() && t.latest_rolledout_version.as_deref() == Some(n.to_string().as_str()));
                 if pinned {
                     return;
                 }
@@ -520,7 +518,8 @@ impl Controller {
     async fn reload(&mut self, key: &Key) {
         let Some(state) = self.services.get(key) else { return };
         let dir = self.options.repository.join(&key.1);
-        if !dir.is_dir() || !state.observed.revisions.iter().any(|r| repository::version_dir(&self.options.repository, &key.1, r.number).is_dir())
+        if !dir.is_dir()
+            || !state.observed.revisions.iter().any(|r| repository::version_dir(&self.options.repository, &key.1, r.number).is_dir())
         {
             return;
         }

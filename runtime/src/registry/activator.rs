@@ -57,13 +57,13 @@ impl ModelRegistry {
         let waiting = entry.runtime.cold_waiters.load(Ordering::Relaxed);
         let held: usize = waiting
             + entry
-            .versions
-            .values()
-            .map(|s| match s {
-                VersionState::Ready(m) => Arc::strong_count(m).saturating_sub(1),
-                _ => 0,
-            })
-            .sum::<usize>();
+                .versions
+                .values()
+                .map(|s| match s {
+                    VersionState::Ready(m) => Arc::strong_count(m).saturating_sub(1),
+                    _ => 0,
+                })
+                .sum::<usize>();
         u32::try_from(held).unwrap_or(u32::MAX)
     }
 
