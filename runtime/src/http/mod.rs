@@ -7,10 +7,10 @@ pub mod repository;
 pub mod v1;
 pub mod v2;
 
-use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+use std::{borrow::Cow, convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
@@ -112,9 +112,15 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl 
         let state = state.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
-            // The request's span, from the edge to the engine (enabled with QUIVER_LOG=debug).
-            let span = tracing::debug_span!("http", method = %request.method(), path = request.uri().path());
-            async move { Ok::<_, Infallible>(handle(&state, request).instrument(span).await) }
+            async move {
+                // The request's span, from the edge to the engine (enabled with QUIVER_LOG=debug).
+                // Built inside the future, and wrapped around it only when enabled, so that
+                // the future hyper receives is just the state and the request.
+                let span = tracing::debug_span!("http", method = %request.method(), path = request.uri().path());
+                let response =
+                    if span.is_disabled() { handle(&state, request).await } else { handle(&state, request).instrument(span).await };
+                Ok::<_, Infallible>(response)
+            }
         });
         let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let connection = graceful.watch(connection);
@@ -128,8 +134,12 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl 
     graceful.shutdown().await;
 }
 
-/// Percent-decodes a path segment (model names may be URL-quoted by clients).
-fn decode_segment(segment: &str) -> String {
+/// Percent-decodes a path segment (model names may be URL-quoted by clients); a segment with
+/// no `%` in it, the usual case, is borrowed as it is.
+fn decode_segment(segment: &str) -> Cow<'_, str> {
+    if !segment.contains('%') {
+        return Cow::Borrowed(segment);
+    }
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -145,7 +155,7 @@ fn decode_segment(segment: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Routes one request.
@@ -155,9 +165,12 @@ pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpRespon
             return extension.handle(request).await;
         }
     }
-    let path = request.uri().path().to_string();
-    let segments: Vec<String> = path.trim_matches('/').split('/').map(decode_segment).collect();
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    // The URI shares the request's buffer: cloning it copies no text, and the segments borrow
+    // from it while the request itself moves on to the handler.
+    let uri = request.uri().clone();
+    let path = uri.path();
+    let segments: Vec<Cow<'_, str>> = path.trim_matches('/').split('/').map(decode_segment).collect();
+    let segments: Vec<&str> = segments.iter().map(Cow::as_ref).collect();
     // HEAD is GET without the body (hyper drops the body of a HEAD response).
     let method = match request.method() {
         &Method::HEAD => Method::GET,
@@ -176,7 +189,9 @@ pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpRespon
             };
             model_route(state, &method, model, version, action, request).await
         }
-        (_, ["v2", "repository", rest @ ..]) => repository::route(state, &method, rest, request).await,
+        // Boxed, as is the embeddings route: a future is as large as its largest await, and
+        // these two would otherwise make every inference request's future several KiB larger.
+        (_, ["v2", "repository", rest @ ..]) => Box::pin(repository::route(state, &method, rest, request)).await,
         (&Method::GET, ["v1", "models"]) => {
             let names: Vec<String> = state.registry.snapshot().models.keys().cloned().collect();
             Ok(json_response(StatusCode::OK, &json!({ "models": names })))
@@ -186,7 +201,7 @@ pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpRespon
             Some((model, "predict")) => v1_predict(state, model, request).await,
             _ => Err(ServeError::NotFound(format!("no route for POST {path}"))),
         },
-        (&Method::POST, ["openai", "v1", "embeddings"]) => Ok(openai::embeddings(state, request).await),
+        (&Method::POST, ["openai", "v1", "embeddings"]) => Ok(Box::pin(openai::embeddings(state, request)).await),
         (&Method::GET, ["metrics"]) => {
             let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render())));
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
@@ -343,11 +358,21 @@ async fn v1_predict(state: &HttpState, model: &str, request: Request<Incoming>) 
     Ok(with_revision(answer.await.unwrap_or_else(|e| error_response(&e)), revision))
 }
 
+/// The timing headers' names, checked at compile time rather than parsed on each response.
+const TIMING_HEADERS: [HeaderName; 2] = [HeaderName::from_static(Timing::QUEUE_HEADER), HeaderName::from_static(Timing::COMPUTE_HEADER)];
+
 /// Reports where the request's time went (`x-queue-time-us`, `x-compute-time-us`).
 fn timing_headers(headers: &mut http::HeaderMap, timing: &Timing) {
-    for (name, micros) in timing.headers() {
-        headers.insert(name, HeaderValue::from(micros));
+    for (name, (_, micros)) in TIMING_HEADERS.into_iter().zip(timing.headers()) {
+        headers.insert(name, integer_value(micros));
     }
+}
+
+/// A decimal header value, formatted on the stack and copied once into an exact-size buffer
+/// (`HeaderValue::from(u64)` grows a `BytesMut` to write it).
+fn integer_value(n: u64) -> HeaderValue {
+    let mut digits = itoa::Buffer::new();
+    HeaderValue::from_bytes(digits.format(n).as_bytes()).unwrap_or_else(|_| HeaderValue::from(n))
 }
 
 /// Marks a response with the side of the canary split that answered it, errors included, so

@@ -103,17 +103,22 @@ impl Routed {
     async fn wake(&self) -> Result<Arc<ModelVersion>, ServeError> {
         match &self.target {
             Target::Ready(model) => Ok(model.clone()),
-            Target::Idle(info) => activator::activate(&self.shared, &self.runtime, info.name(), self.version, self.cold_start).await,
+            // Boxed: the cold start's future is large and rare; inline, it would grow the
+            // future of every request routed here.
+            Target::Idle(info) => {
+                Box::pin(activator::activate(&self.shared, &self.runtime, info.name(), self.version, self.cold_start)).await
+            }
         }
     }
 
     async fn run(&self, model: &ModelVersion, request: ValidRequest) -> Result<InferResponse, ServeError> {
-        let started = Instant::now();
+        // Only the canary comparison reads the elapsed time.
+        let started = self.revision.map(|_| Instant::now());
         let span =
             tracing::debug_span!("model", model = model.name(), version = model.version(), revision = self.revision.map(|r| r.as_str()));
         let result = model.infer(request).instrument(span).await;
         self.runtime.last_used_ms.store(self.shared.now_ms(), Ordering::Relaxed);
-        if let Some(revision) = self.revision {
+        if let (Some(revision), Some(started)) = (self.revision, started) {
             // Only server-side failures count against a version; a client's bad request says
             // nothing of the model.
             let ok = !matches!(&result, Err(e) if !matches!(e, ServeError::InvalidInput(_) | ServeError::NotFound(_)));
