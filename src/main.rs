@@ -266,21 +266,10 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one CLI command, printing its output; an error is printed as kubectl would and the
-/// process exits non-zero.
-fn cli_command<F>(runtime: &tokio::runtime::Runtime, command: F) -> anyhow::Result<()>
-where
-    F: for<'a> FnOnce(
-        &'a mut dyn std::io::Write,
-        &'a mut dyn std::io::Write,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), cp::cli::CliError>> + 'a>>,
-{
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
-    let result = runtime.block_on(command(&mut out, &mut err));
-    drop(out);
+/// A CLI command's outcome: an error is printed as kubectl prints it and the process exits 1.
+fn report(result: Result<(), cp::cli::CliError>) -> anyhow::Result<()> {
     if let Err(e) = result {
         eprintln!("error: {e}");
-        drop(err);
         std::process::exit(1);
     }
     Ok(())
@@ -308,9 +297,17 @@ fn main() -> anyhow::Result<()> {
             std::io::Write::write_all(&mut std::io::stdout().lock(), yaml.as_bytes()).context("writing the CRD to stdout")
         }
         Command::Up(args) => runtime.block_on(up(args)),
-        Command::Apply { args, conn } => cli_command(&runtime, |out, err| Box::pin(cp::cli::run_apply(&conn, &args, out, err))),
-        Command::Get { args, conn } => cli_command(&runtime, |out, err| Box::pin(cp::cli::run_get(&conn, &args, out, err))),
-        Command::Delete { args, conn } => cli_command(&runtime, |out, err| Box::pin(cp::cli::run_delete(&conn, &args, out, err))),
-        Command::Describe { args, conn } => cli_command(&runtime, |out, err| Box::pin(cp::cli::run_describe(&conn, &args, out, err))),
+        Command::Apply { args, conn } => {
+            report(runtime.block_on(cp::cli::run_apply(&conn, &args, &mut std::io::stdout(), &mut std::io::stderr())))
+        }
+        Command::Get { args, conn } => {
+            report(runtime.block_on(cp::cli::run_get(&conn, &args, &mut std::io::stdout(), &mut std::io::stderr())))
+        }
+        Command::Delete { args, conn } => {
+            report(runtime.block_on(cp::cli::run_delete(&conn, &args, &mut std::io::stdout(), &mut std::io::stderr())))
+        }
+        Command::Describe { args, conn } => {
+            report(runtime.block_on(cp::cli::run_describe(&conn, &args, &mut std::io::stdout(), &mut std::io::stderr())))
+        }
     }
 }

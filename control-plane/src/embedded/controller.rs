@@ -555,7 +555,7 @@ impl Controller {
         }
         self.owners.remove(&key.1);
         if self.registry.snapshot().models.contains_key(&key.1) {
-            if let Err(e) = self.registry.unload(&key.1).await {
+            if let Err(e) = self.registry.remove(&key.1).await {
                 warn!(model = %key.1, "unloading: {e}");
             }
         }

@@ -213,6 +213,9 @@ pub enum Event<K: Kinds> {
     },
     /// The unload API or poll mode unloaded it.
     Unload,
+    /// Its owner (a control plane) deleted it: unloaded, and gone from the index and the
+    /// metadata as if it had never been loaded.
+    Remove,
     /// The periodic idle check: scale the model to zero when its grace period has passed.
     IdleCheck {
         /// When the model last took a request (the same clock as `now`).
@@ -281,6 +284,8 @@ pub enum Effect {
     CanaryIgnored(String),
     /// The model was unloaded; its versions are released as their requests finish.
     Unloaded,
+    /// The model was removed from the table; its versions are released as their requests finish.
+    Removed,
     /// These versions were scaled to zero (released as their last reference goes).
     ScaledToZero(Vec<u64>),
     /// A scaled-to-zero version serves again.
@@ -322,6 +327,12 @@ pub fn apply<K: Kinds>(table: &ModelTable<K>, name: &str, event: &Event<K>, now_
                 ..ModelEntry::empty(entry.runtime.clone())
             }
         }),
+        Event::Remove => {
+            if current.is_some() {
+                effects.extend([Effect::Judge(None), Effect::Removed]);
+            }
+            None
+        }
         Event::IdleCheck { last_used_ms, busy } => current.and_then(|entry| idle_check(entry, *last_used_ms, busy, now_ms, &mut effects)),
         Event::Release { busy } => current.and_then(|entry| release(entry, busy, &mut effects)),
         Event::Activated { version, model } => {
@@ -351,6 +362,8 @@ pub fn apply<K: Kinds>(table: &ModelTable<K>, name: &str, event: &Event<K>, now_
     let mut table = table.clone();
     if let Some(entry) = next {
         table.models.insert(name.to_string(), entry);
+    } else if matches!(event, Event::Remove) {
+        table.models.remove(name);
     }
     (table, effects)
 }

@@ -201,6 +201,16 @@ fn idle_checks_release_only_idle_models_and_versions_without_requests() {
 }
 
 #[test]
+fn a_removal_drops_the_model_from_the_table() {
+    let table = two_ready(&ModelPolicy::default());
+    let (gone, effects) = step(&table, Event::Remove);
+    assert!(gone.models.get(M).is_none());
+    assert_eq!(effects, [Effect::Judge(None), Effect::Removed]);
+    let (still, effects) = step(&gone, Event::Remove);
+    assert!(still.models.is_empty() && effects.is_empty(), "removing what is not there does nothing");
+}
+
+#[test]
 fn a_release_scales_to_zero_without_an_idle_policy_but_spares_busy_versions() {
     let busy = |vs: &[u64]| vs.iter().copied().collect::<BTreeSet<u64>>();
     let table = two_ready(&ModelPolicy::default());

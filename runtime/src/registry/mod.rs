@@ -172,6 +172,7 @@ impl Shared {
                 Effect::LoadFailed(m) | Effect::ReadFailed(m) | Effect::Refused(m) => failure = Err(m.clone()),
                 Effect::CanaryIgnored(e) => tracing::warn!(model = name, "config canary ignored: {e}"),
                 Effect::Unloaded => tracing::info!(model = name, "unloaded; versions are released as their requests finish"),
+                Effect::Removed => tracing::info!(model = name, "removed; versions are released as their requests finish"),
                 Effect::ScaledToZero(released) => {
                     metrics::counter!("quiver_model_scale_to_zero_total", "model" => name.to_string()).increment(1);
                     tracing::info!(model = name, "idle: scaled to zero (versions {released:?} released)");
@@ -388,6 +389,20 @@ impl ModelRegistry {
         check_model_name(name)?;
         // Unloading a model that is not loaded succeeds, as in Triton.
         self.unload_model(name).await;
+        Ok(())
+    }
+
+    /// Removes `name` for good (its owner, a control plane, deleted it): unloaded as by the
+    /// unload API, then gone from the index, the metadata and the routes (404), where an
+    /// unloaded model stays listed as unavailable. Requests in flight finish.
+    pub async fn remove(&self, name: &str) -> Result<(), ServeError> {
+        self.check_api_allowed()?;
+        check_model_name(name)?;
+        let Some(runtime) = self.shared.table.load().models.get(name).map(|e| e.runtime.clone()) else { return Ok(()) };
+        let _control = runtime.control.lock().await;
+        let effects = self.shared.apply(name, &Event::Remove);
+        let _ = self.shared.perform(name, &runtime, &effects);
+        lock(&self.runtimes).remove(name);
         Ok(())
     }
 
