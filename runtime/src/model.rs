@@ -399,6 +399,15 @@ impl ModelVersion {
         if !model.prepares() {
             return Ok(None);
         }
+        // Admission before the expensive part: a request the queue would refuse is refused
+        // before it is tokenized.
+        if self.scheduler.is_full() {
+            return Err(ServeError::QueueFull(format!(
+                "the queue of model '{}' is full ({} requests); not tokenized",
+                self.info.name,
+                self.scheduler.capacity()
+            )));
+        }
         // Tensors share their buffers: the clone for the worker copies no text.
         let (model, job_inputs) = (model.clone(), inputs.to_vec());
         let Some(prepared) = crate::tokenize::shared()?.run(move || model.prepare(&job_inputs)).await?? else { return Ok(None) };

@@ -177,6 +177,13 @@ def test_apply_infer_canary_rollback_promote_delete(up, tmp_path):
     assert traffic(obj) == [(f"{name}-predictor-00001", 100)]
     assert f"/v2/models/{name}" in obj["status"]["url"]
     assert which(infer(up, name)) == 1
+    # The same model over gRPC, on the server's gRPC port.
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(url=up.grpc_addr) as client:
+        inp = grpcclient.InferInput("input", list(X.shape), "FP32")
+        inp.set_data_from_numpy(X)
+        assert which(client.infer(name, [inp]).as_numpy("probabilities")) == 1
     # The same manifest again changes nothing.
     assert "unchanged" in cli(up, "apply", "-f", str(m)).stdout
     table = cli(up, "get", "isvc").stdout

@@ -204,7 +204,7 @@ fn idle_checks_release_only_idle_models_and_versions_without_requests() {
 fn a_removal_drops_the_model_from_the_table() {
     let table = two_ready(&ModelPolicy::default());
     let (gone, effects) = step(&table, Event::Remove);
-    assert!(gone.models.get(M).is_none());
+    assert!(!gone.models.contains_key(M));
     assert_eq!(effects, [Effect::Judge(None), Effect::Removed]);
     let (still, effects) = step(&gone, Event::Remove);
     assert!(still.models.is_empty() && effects.is_empty(), "removing what is not there does nothing");

@@ -108,6 +108,9 @@ pub struct Scheduler {
     /// How many instances may execute at once (1 to `instances`): an autoscaler's replicas.
     active: Arc<AtomicUsize>,
     instances: usize,
+    /// Requests queued now (kept by the driver), and the most the queue holds.
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
 }
 
 impl Scheduler {
@@ -126,11 +129,13 @@ impl Scheduler {
         let capacity = options.policy.levels.iter().map(|l| l.max_queue_size).fold(0usize, usize::saturating_add).clamp(1, 1 << 16);
         let (submit_tx, submit_rx) = mpsc::channel::<Submit>(capacity);
         let active = Arc::new(AtomicUsize::new(instances));
+        let queued = Arc::new(AtomicUsize::new(0));
         let driver = Driver {
             queue: BatchQueue::new(options.policy),
             free: instances,
             instances,
             active: active.clone(),
+            queued: queued.clone(),
             work: work_tx,
             order: options.preserve_ordering.then(Reorder::default),
             metrics,
@@ -138,7 +143,7 @@ impl Scheduler {
             inline: (instances == 1).then(|| Inline { model: model.clone(), compute: ComputeEstimate::default() }),
         };
         tokio::spawn(driver.run(submit_rx, done_rx));
-        Ok(Scheduler { submit: submit_tx, label: label.to_string(), active, instances })
+        Ok(Scheduler { submit: submit_tx, label: label.to_string(), active, instances, queued, capacity })
     }
 
     /// Lets `n` instances execute at once (clamped to 1 ..= the instance threads started); the
@@ -147,6 +152,18 @@ impl Scheduler {
         let n = n.clamp(1, self.instances);
         self.active.store(n, Ordering::Relaxed);
         n
+    }
+
+    /// Whether the queue is full now, so a request would be refused: checked before work that
+    /// costs more than the refusal (tokenization), as text-embeddings-inference admits before
+    /// it tokenizes. The driver still has the last word per priority level.
+    pub fn is_full(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) >= self.capacity
+    }
+
+    /// Most requests the queue holds (all priority levels).
+    pub fn capacity(&self) -> usize {
+        self.capacity
     }
 
     /// Instances allowed to execute at once, and instance threads started.
@@ -250,6 +267,7 @@ struct Driver {
     free: usize,
     instances: usize,
     active: Arc<AtomicUsize>,
+    queued: Arc<AtomicUsize>,
     work: std_mpsc::SyncSender<Work>,
     order: Option<Reorder>,
     metrics: VersionMetrics,
@@ -290,13 +308,24 @@ impl Driver {
         }
     }
 
+    /// Counts requests into (+) and out of (−) the queue: the pending gauge and the count
+    /// [`Scheduler::is_full`] reads.
+    fn pending(&self, delta: isize) {
+        self.metrics.pending(delta as f64);
+        if delta >= 0 {
+            self.queued.fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
+        } else {
+            self.queued.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
     fn admit(&mut self, s: Submit) {
         let params = s.params;
         let label = &self.label;
         let size = RequestSize { rows: params.rows.max(1), tokens: params.tokens };
         let (reason, pending) = match self.queue.push(s.pending, size, s.shape_key, params.priority, params.timeout, s.at) {
             Ok(_) => {
-                self.metrics.pending(1.0);
+                self.pending(1);
                 return;
             }
             Err(rejected) => rejected,
@@ -316,7 +345,7 @@ impl Driver {
     /// Applies timeouts and sends batches to free instances; returns when to wake next.
     fn dispatch(&mut self, now: Instant) -> Option<Instant> {
         for entry in self.queue.expire(now) {
-            self.metrics.pending(-1.0);
+            self.pending(-1);
             let waited = now.saturating_duration_since(entry.enqueued);
             let error =
                 ServeError::Timeout(format!("request timed out after {} µs in the queue of model '{}'", waited.as_micros(), self.label));
@@ -326,12 +355,12 @@ impl Driver {
         let mut inline_batches = 0;
         while self.free > 0 && self.instances - self.free < self.active.load(Ordering::Relaxed) {
             for entry in self.queue.remove_abandoned(|p| p.reply.is_closed()) {
-                self.metrics.pending(-1.0);
+                self.pending(-1);
                 self.finish(entry.seq, None);
             }
             match self.queue.poll(now) {
                 Poll::Batch(entries) if self.inline.as_ref().is_some_and(|i| i.compute.is_tiny()) => {
-                    self.metrics.pending(-(entries.len() as f64));
+                    self.pending(-(entries.len() as isize));
                     let Some(inline) = &mut self.inline else { continue };
                     let results = run_batch(&*inline.model, entries, now, &self.metrics);
                     if let Some(Ok(execution)) = results.iter().map(|r| &r.2).find(|r| r.is_ok()) {
@@ -348,7 +377,7 @@ impl Driver {
                     }
                 }
                 Poll::Batch(entries) => {
-                    self.metrics.pending(-(entries.len() as f64));
+                    self.pending(-(entries.len() as isize));
                     self.free -= 1;
                     if let Err(std_mpsc::TrySendError::Full(work) | std_mpsc::TrySendError::Disconnected(work)) =
                         self.work.try_send(Work { entries, dispatched: now })
@@ -654,6 +683,36 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         assert_eq!(model.max_running.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_queue_says_when_it_is_full() {
+        let model = Doubler::new(300);
+        let s = scheduler(model.clone(), 1, policy(false, 1, 0, 1), false);
+        assert_eq!(s.capacity(), 1);
+        let spawn = || {
+            let s = s.clone();
+            tokio::spawn(async move { s.execute(rows(&[1.0]), params(1)).await })
+        };
+        // Waits (yielding to the driver) until `done` holds.
+        async fn until(done: impl Fn() -> bool) -> bool {
+            for _ in 0..500 {
+                if done() {
+                    return true;
+                }
+                tokio::task::yield_now().await;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            false
+        }
+        let first = spawn();
+        assert!(until(|| model.running.load(Ordering::SeqCst) == 1).await, "the first request executes");
+        assert!(!s.is_full(), "executing is not queued");
+        let second = spawn();
+        assert!(until(|| s.is_full()).await, "the second waits in a queue of 1");
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        assert!(!s.is_full());
     }
 
     #[tokio::test(start_paused = true)]
