@@ -18,7 +18,9 @@ fn no_progress(_: Progress) {}
 
 fn python() -> PathBuf {
     if let Some(python) = std::env::var_os("QUIVER_TEST_PYTHON") {
-        return PathBuf::from(python);
+        // A relative path is the workspace's (cargo runs the test in the crate's directory).
+        let python = PathBuf::from(python);
+        return if python.is_relative() { PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(python) } else { python };
     }
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/pyenv/bin/python");
     assert!(
