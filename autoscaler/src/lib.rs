@@ -53,9 +53,11 @@
 
 pub mod config;
 pub mod kpa;
+pub mod sampler;
 pub mod settings;
 pub mod window;
 
 pub use config::{AutoscalerConfig, ConfigError, ScaleMetric, TargetBurstCapacity};
 pub use kpa::{Activity, Autoscaler, Decision};
+pub use sampler::LoadSampler;
 pub use settings::Settings;

@@ -8,6 +8,7 @@
 //! gRPC status at each edge.
 #![warn(missing_docs)]
 
+mod autoscale;
 mod edge;
 pub mod error;
 pub mod grpc;

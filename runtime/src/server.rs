@@ -47,8 +47,10 @@ pub struct ServerOptions {
     pub http_extension: Option<Arc<dyn http::HttpExtension>>,
 }
 
-/// How often idle models are checked for scaling to zero.
+/// How often the autoscaler decides whether idle models scale to zero (the KPA's tick).
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often requests in flight are sampled for it.
+const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Why the server could not start.
 #[derive(Debug, Error)]
@@ -184,6 +186,9 @@ impl Server {
 
 /// The lifecycle's timers: scale idle models to zero, and in poll mode rescan the repository.
 async fn lifecycle(registry: Arc<ModelRegistry>, poll_interval: Duration) {
+    let mut autoscaler = crate::autoscale::IdleAutoscaler::new(registry.clone());
+    let mut sample = tokio::time::interval(SAMPLE_INTERVAL);
+    sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut idle = tokio::time::interval(IDLE_CHECK_INTERVAL);
     let mut poll = tokio::time::interval(poll_interval.max(Duration::from_millis(100)));
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -192,7 +197,8 @@ async fn lifecycle(registry: Arc<ModelRegistry>, poll_interval: Duration) {
     let polling = registry.control_mode() == ControlMode::Poll;
     loop {
         tokio::select! {
-            _ = idle.tick() => registry.scale_idle().await,
+            _ = sample.tick() => autoscaler.sample(),
+            _ = idle.tick() => autoscaler.decide().await,
             _ = poll.tick(), if polling => registry.poll().await,
         }
     }

@@ -3,20 +3,16 @@
 //! instance of the model, and zero replicas is the runtime's scale to zero (the next request
 //! wakes it through the runtime's activator, buffered, as Knative's activator does).
 
-use quiver_autoscaler::{Autoscaler, AutoscalerConfig, Decision, ScaleMetric, Settings};
+use quiver_autoscaler::{AutoscalerConfig, Decision, LoadSampler, Settings};
 
 use crate::resources::predictor::{self, Scaling};
 
-/// A service's KPA and the samples of the second in progress.
+/// A service's KPA (the autoscaler crate's [`LoadSampler`]) and the spec it follows.
 #[derive(Debug)]
 pub(crate) struct ServiceScaler {
-    kpa: Autoscaler,
+    sampler: LoadSampler,
     /// The scaling spec it was built from (rebuilt when the spec changes).
     scaling: Scaling,
-    /// Concurrency samples of the current second: sum and count.
-    samples: (f64, u32),
-    /// The model's request counter at the last decision (requests per second).
-    last_requests: Option<u64>,
 }
 
 /// The KPA settings of a service: the cluster-wide `config-autoscaler` keys `quiver up` was
@@ -57,7 +53,7 @@ impl ServiceScaler {
     /// A KPA for `scaling`, created at second `now_s`.
     pub(crate) fn new(cluster: &Settings, scaling: &Scaling, now_s: u64) -> Result<ServiceScaler, String> {
         let config = AutoscalerConfig::from_settings(&settings(cluster, scaling)?).map_err(|e| e.to_string())?;
-        Ok(ServiceScaler { kpa: Autoscaler::new(config, now_s), scaling: scaling.clone(), samples: (0.0, 0), last_requests: None })
+        Ok(ServiceScaler { sampler: LoadSampler::new(config, now_s), scaling: scaling.clone() })
     }
 
     /// Whether it was built from `scaling`.
@@ -67,35 +63,12 @@ impl ServiceScaler {
 
     /// Records the requests in flight now (sampled several times a second).
     pub(crate) fn sample(&mut self, in_flight: u32) {
-        self.samples.0 += f64::from(in_flight);
-        self.samples.1 += 1;
+        self.sampler.sample(in_flight);
     }
 
-    /// Closes second `now_s` (its average concurrency, or its request rate from the model's
-    /// request counter) and decides the replicas, given those ready.
+    /// Closes second `now_s` and decides the replicas, given those ready.
     pub(crate) fn decide(&mut self, now_s: u64, requests_total: u64, ready: u32) -> Decision {
-        let value = match self.kpa.config().metric {
-            ScaleMetric::Concurrency => {
-                let (sum, n) = self.samples;
-                if n == 0 {
-                    0.0
-                } else {
-                    sum / f64::from(n)
-                }
-            }
-            ScaleMetric::Rps => self.last_requests.map_or(0.0, |last| requests_total.saturating_sub(last) as f64),
-        };
-        let requested = self.last_requests.is_some_and(|last| requests_total > last);
-        self.samples = (0.0, 0);
-        self.last_requests = Some(requests_total);
-        if requested && value <= 0.0 && self.kpa.config().metric == ScaleMetric::Concurrency {
-            // Requests came and went between samples (or woke the model from zero): count the
-            // second as Knative's activator does, so a cold start is not scaled away at once.
-            self.kpa.activator_signal(now_s);
-        } else {
-            self.kpa.record(now_s, value);
-        }
-        self.kpa.decide(now_s, ready)
+        self.sampler.decide(now_s, requests_total, ready)
     }
 }
 

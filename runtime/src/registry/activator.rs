@@ -22,27 +22,17 @@ use super::{
 use crate::{model::ModelVersion, ServeError};
 
 impl ModelRegistry {
-    /// Scales idle models to zero: a model with `min_instances: 0` and no request for its
-    /// grace period releases every ready version that has no request in flight. Call it
-    /// periodically.
-    pub async fn scale_idle(&self) {
-        let candidates: Vec<(String, Arc<ModelRuntime>)> = self
-            .shared
-            .table
-            .load()
-            .models
-            .iter()
-            .filter(|(_, e)| e.policy.idle.is_some() && e.versions.values().any(|s| matches!(s, VersionState::Ready(_))))
-            .map(|(name, e)| (name.clone(), e.runtime.clone()))
-            .collect();
-        for (name, runtime) in candidates {
-            // A load or activation in progress wins; the next pass looks again.
-            let Ok(_control) = runtime.control.try_lock() else { continue };
-            let busy = busy_versions(&self.shared, &name);
-            let event = Event::IdleCheck { last_used_ms: runtime.last_used_ms.load(Ordering::Relaxed), busy };
-            let effects = self.shared.apply(&name, &event);
-            let _ = self.shared.perform(&name, &runtime, &effects);
-        }
+    /// The models whose configuration lets them scale to zero (`min_instances: 0`), with their
+    /// grace period: what `quiver serve`'s autoscaler drives.
+    pub fn scale_to_zero_policies(&self) -> Vec<(String, std::time::Duration)> {
+        let table = self.shared.table.load();
+        table.models.iter().filter_map(|(name, e)| e.policy.idle.map(|idle| (name.clone(), idle.grace))).collect()
+    }
+
+    /// Whether `name` has a version loaded (not scaled to zero, not unloaded).
+    pub fn is_loaded(&self, name: &str) -> bool {
+        let table = self.shared.table.load();
+        table.models.get(name).is_some_and(|e| e.versions.values().any(|s| matches!(s, VersionState::Ready(_))))
     }
 }
 

@@ -216,13 +216,6 @@ pub enum Event<K: Kinds> {
     /// Its owner (a control plane) deleted it: unloaded, and gone from the index and the
     /// metadata as if it had never been loaded.
     Remove,
-    /// The periodic idle check: scale the model to zero when its grace period has passed.
-    IdleCheck {
-        /// When the model last took a request (the same clock as `now`).
-        last_used_ms: u64,
-        /// Ready versions with requests in flight: they stay loaded.
-        busy: BTreeSet<u64>,
-    },
     /// An autoscaler decided the model scales to zero now: every ready version without a
     /// request in flight releases its weights (whatever the model's own idle policy).
     Release {
@@ -274,8 +267,6 @@ impl Trigger {
 pub enum Effect {
     /// Start the model's canary judge afresh with this rule, or stop it.
     Judge(Option<RollbackRule>),
-    /// Restart the model's idle clock (a load counts as use).
-    Touch,
     /// Some versions failed to load; the caller gets this message.
     LoadFailed(String),
     /// The model could not be read; the caller gets this message.
@@ -303,9 +294,11 @@ pub enum Effect {
     },
 }
 
-/// The next table after `event` happened to model `name` at `now_ms`, and what to do about it.
-/// Only `name`'s entry changes; an event that changes nothing returns the table as it was.
-pub fn apply<K: Kinds>(table: &ModelTable<K>, name: &str, event: &Event<K>, now_ms: u64) -> (ModelTable<K>, Vec<Effect>) {
+/// The next table after `event` happened to model `name`, and what to do about it. Only
+/// `name`'s entry changes; an event that changes nothing returns the table as it was. No
+/// transition depends on the time: when to scale to zero is the autoscaler's decision, which
+/// arrives as a [`Event::Release`].
+pub fn apply<K: Kinds>(table: &ModelTable<K>, name: &str, event: &Event<K>) -> (ModelTable<K>, Vec<Effect>) {
     let current = table.models.get(name);
     let mut effects = Vec::new();
     let next = match event {
@@ -333,7 +326,6 @@ pub fn apply<K: Kinds>(table: &ModelTable<K>, name: &str, event: &Event<K>, now_
             }
             None
         }
-        Event::IdleCheck { last_used_ms, busy } => current.and_then(|entry| idle_check(entry, *last_used_ms, busy, now_ms, &mut effects)),
         Event::Release { busy } => current.and_then(|entry| release(entry, busy, &mut effects)),
         Event::Activated { version, model } => {
             current.filter(|e| matches!(e.versions.get(version), Some(VersionState::Idle(_)))).map(|entry| {
@@ -401,7 +393,7 @@ fn loaded<K: Kinds>(name: &str, current: Option<&ModelEntry<K>>, load: &Loaded<K
         }
     }
     let load_error = (!failures.is_empty()).then(|| format!("failed to load '{name}': {}", failures.join("; ")));
-    effects.extend([Effect::Judge(load.policy.rollback), Effect::Touch]);
+    effects.push(Effect::Judge(load.policy.rollback));
     effects.extend(load_error.clone().map(Effect::LoadFailed));
     ModelEntry {
         versions: states,
@@ -413,20 +405,6 @@ fn loaded<K: Kinds>(name: &str, current: Option<&ModelEntry<K>>, load: &Loaded<K
         source: Some(load.source.clone()),
         runtime: load.runtime.clone(),
     }
-}
-
-fn idle_check<K: Kinds>(
-    entry: &ModelEntry<K>,
-    last_used_ms: u64,
-    busy: &BTreeSet<u64>,
-    now_ms: u64,
-    effects: &mut Vec<Effect>,
-) -> Option<ModelEntry<K>> {
-    let grace = entry.policy.idle?.grace;
-    if u128::from(now_ms.saturating_sub(last_used_ms)) < grace.as_millis() {
-        return None;
-    }
-    release(entry, busy, effects)
 }
 
 /// Scales every ready version of `entry` that is not `busy` to zero.

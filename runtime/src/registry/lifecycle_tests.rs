@@ -34,7 +34,7 @@ fn ok(v: u64, generation: u32) -> (u64, Outcome<Fake>) {
 }
 
 fn step(table: &Table, event: Event<Fake>) -> (Table, Vec<Effect>) {
-    apply(table, M, &event, 10_000)
+    apply(table, M, &event)
 }
 
 fn entry(table: &Table) -> &ModelEntry<Fake> {
@@ -79,7 +79,7 @@ fn a_first_load_readies_every_version_and_resets_judge_and_clock() {
     let policy = ModelPolicy { rollback: Some(rule()), ..Default::default() };
     let (table, effects) = step(&Table::default(), load_event(&[ok(1, 1), ok(2, 1)], &policy, 9));
     assert_eq!(states(&table), summary(&[(1, "R1"), (2, "R1")]));
-    assert_eq!(effects, [Effect::Judge(Some(rule())), Effect::Touch]);
+    assert_eq!(effects, [Effect::Judge(Some(rule()))]);
     let e = entry(&table);
     assert_eq!((e.source, e.runtime, e.default_version()), (Some(9), 7, Some(2)));
     assert!(e.fully_ready() && !e.unloaded());
@@ -164,43 +164,6 @@ fn unload_marks_every_version_and_a_load_brings_it_back() {
 }
 
 #[test]
-fn idle_checks_release_only_idle_models_and_versions_without_requests() {
-    let busy = |vs: &[u64]| vs.iter().copied().collect::<BTreeSet<u64>>();
-    // (policy grace, last used, busy versions, expected states or None for no change)
-    type Case = (Option<u64>, u64, BTreeSet<u64>, Option<Vec<(u64, &'static str)>>);
-    let cases: Vec<Case> = vec![
-        (None, 0, busy(&[]), None),                                        // no scale to zero
-        (Some(5_000), 6_000, busy(&[]), None),                             // within the grace period
-        (Some(5_000), 5_000, busy(&[1, 2]), None),                         // everything busy
-        (Some(5_000), 5_000, busy(&[2]), Some(vec![(1, "I"), (2, "R1")])), // exactly the grace: idle
-        (Some(0), 10_000, busy(&[]), Some(vec![(1, "I"), (2, "I")])),
-        (Some(1_000), 20_000, busy(&[]), None), // used after `now`: not idle
-    ];
-    for (grace, last_used_ms, busy, want) in cases {
-        let policy = grace.map(idle_policy).unwrap_or_default();
-        let table = two_ready(&policy);
-        let (next, effects) = step(&table, Event::IdleCheck { last_used_ms, busy: busy.clone() });
-        match want {
-            None => {
-                assert_eq!(states(&next), states(&table), "{grace:?} {last_used_ms} {busy:?}");
-                assert!(effects.is_empty());
-            }
-            Some(want) => {
-                assert_eq!(states(&next), summary(&want), "{grace:?} {last_used_ms} {busy:?}");
-                let released: Vec<u64> = want.iter().filter(|(_, s)| *s == "I").map(|(v, _)| *v).collect();
-                assert_eq!(effects, [Effect::ScaledToZero(released)]);
-                // Idle versions keep their metadata and still count as servable.
-                assert_eq!(entry(&next).versions[&1].info().as_deref(), Some("v1g1"));
-                assert!(entry(&next).fully_ready());
-            }
-        }
-    }
-    // A second check releases nothing new and says nothing.
-    let (zero, _) = step(&two_ready(&idle_policy(0)), Event::IdleCheck { last_used_ms: 0, busy: BTreeSet::new() });
-    assert!(step(&zero, Event::IdleCheck { last_used_ms: 0, busy: BTreeSet::new() }).1.is_empty());
-}
-
-#[test]
 fn a_removal_drops_the_model_from_the_table() {
     let table = two_ready(&ModelPolicy::default());
     let (gone, effects) = step(&table, Event::Remove);
@@ -224,7 +187,7 @@ fn a_release_scales_to_zero_without_an_idle_policy_but_spares_busy_versions() {
 
 #[test]
 fn activation_readies_an_idle_version_once() {
-    let (zero, _) = step(&two_ready(&idle_policy(0)), Event::IdleCheck { last_used_ms: 0, busy: BTreeSet::new() });
+    let (zero, _) = step(&two_ready(&idle_policy(0)), Event::Release { busy: BTreeSet::new() });
     let (table, effects) = step(&zero, Event::Activated { version: 2, model: (2, 5) });
     assert_eq!(states(&table), summary(&[(1, "I"), (2, "R5")]));
     assert_eq!(effects, [Effect::Activated(2)]);

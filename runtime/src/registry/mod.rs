@@ -105,8 +105,6 @@ pub struct ModelRuntime {
     pub(crate) judge: ArcSwapOption<Mutex<CanaryJudge>>,
     /// The second of the last rollback check.
     pub(crate) judged_at: AtomicU64,
-    /// Milliseconds since the registry's epoch of the last request.
-    pub(crate) last_used_ms: AtomicU64,
     /// Requests routed to this model so far (an autoscaler's requests-per-second source).
     pub(crate) requests: AtomicU64,
     /// Serializes loads, unloads, activations and rollout changes of this model.
@@ -121,7 +119,6 @@ impl ModelRuntime {
             routed: AtomicU64::new(0),
             judge: ArcSwapOption::empty(),
             judged_at: AtomicU64::new(0),
-            last_used_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             control: tokio::sync::Mutex::new(()),
             cold_waiters: AtomicUsize::new(0),
@@ -151,10 +148,9 @@ impl Shared {
     /// Applies `event` to `name` through the pure core and swaps the result in; returns the
     /// effects of the transition that took.
     pub(crate) fn apply(&self, name: &str, event: &Event<Live>) -> Vec<Effect> {
-        let now = self.now_ms();
         let mut effects = Vec::new();
         self.table.rcu(|table| {
-            let (next, fx) = lifecycle::apply(table, name, event, now);
+            let (next, fx) = lifecycle::apply(table, name, event);
             effects = fx;
             next
         });
@@ -168,7 +164,6 @@ impl Shared {
         for effect in effects {
             match effect {
                 Effect::Judge(rule) => runtime.judge.store(rule.map(|r| Arc::new(Mutex::new(CanaryJudge::new(r))))),
-                Effect::Touch => runtime.last_used_ms.store(self.now_ms(), Ordering::Relaxed),
                 Effect::LoadFailed(m) | Effect::ReadFailed(m) | Effect::Refused(m) => failure = Err(m.clone()),
                 Effect::CanaryIgnored(e) => tracing::warn!(model = name, "config canary ignored: {e}"),
                 Effect::Unloaded => tracing::info!(model = name, "unloaded; versions are released as their requests finish"),

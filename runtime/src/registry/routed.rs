@@ -45,7 +45,6 @@ impl ModelRegistry {
         let table = self.shared.table.load();
         let entry = table.models.get(name).ok_or_else(|| unknown_model(name))?;
         let runtime = &entry.runtime;
-        runtime.last_used_ms.store(self.shared.now_ms(), Ordering::Relaxed);
         runtime.requests.fetch_add(1, Ordering::Relaxed);
         let (number, revision, state) = entry.pick(name, version, pin, || runtime.routed.fetch_add(1, Ordering::Relaxed))?;
         let target = match state {
@@ -117,7 +116,6 @@ impl Routed {
         let span =
             tracing::debug_span!("model", model = model.name(), version = model.version(), revision = self.revision.map(|r| r.as_str()));
         let result = model.infer(request).instrument(span).await;
-        self.runtime.last_used_ms.store(self.shared.now_ms(), Ordering::Relaxed);
         if let (Some(revision), Some(started)) = (self.revision, started) {
             // Only server-side failures count against a version; a client's bad request says
             // nothing of the model.
