@@ -79,6 +79,22 @@ pub(crate) fn model_config(name: &str, template: &PredictorSpec, layout: Option<
         let size = batcher.max_batch_size.map(|n| i32::try_from(n).unwrap_or(i32::MAX));
         quiver_core::config::apply_kserve_batcher(&mut config, size, batcher.max_latency_ms);
     }
+    // A replica is an instance: start as many instance threads as the service may scale to
+    // (maxReplicas, bounded by the cores; one without a bound), and let the KPA decide how
+    // many execute. A user's own instance_group (Triton layout) is kept as written.
+    if config.instance_group.is_empty() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count = match template.scaling.max_replicas {
+            0 => 1,
+            n => (n as usize).min(cores),
+        };
+        config.instance_group.push(proto::ModelInstanceGroup {
+            name: name.to_string(),
+            kind: proto::model_instance_group::Kind::Cpu as i32,
+            count: i32::try_from(count).unwrap_or(1),
+            ..Default::default()
+        });
+    }
     // Scale to zero and cold starts are the control plane's (the KPA decides), so the
     // runtime's own idle timer stays off for managed models; the cold-start buffer stays.
     config.parameters.remove("min_instances");
@@ -127,6 +143,39 @@ fn link_tree(from: &Path, to: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn template(max_replicas: u32) -> PredictorSpec {
+        use crate::resources::predictor::{ModelFormat, Protocol, Scaling};
+        PredictorSpec {
+            format: ModelFormat { name: "onnx".into(), version: None },
+            runtime: None,
+            storage_uri: "/m.onnx".into(),
+            protocol: Protocol::V2,
+            scaling: Scaling {
+                min_replicas: 1,
+                max_replicas,
+                target: None,
+                metric: Default::default(),
+                container_concurrency: 0,
+                annotations: Default::default(),
+            },
+            timeout_seconds: None,
+            canary_traffic_percent: None,
+            batcher: None,
+        }
+    }
+
+    #[test]
+    fn replicas_are_instances_up_to_max_replicas_and_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+        let count = |max| model_config("m", &template(max), None).unwrap().instance_group[0].count;
+        assert_eq!(count(0), 1, "no bound: one instance");
+        assert_eq!(count(1), 1);
+        assert_eq!(count(64), cores.min(64));
+        let config = model_config("m", &template(2), None).unwrap();
+        assert_eq!(config.name, "m");
+        assert!(matches!(config.version_policy.and_then(|p| p.policy_choice), Some(PolicyChoice::All(_))));
+    }
 
     #[test]
     fn a_version_is_placed_whole_and_removed() {
