@@ -2,7 +2,7 @@
 //! field is named), a local storageUri must be readable now, and a name may serve one namespace
 //! at a time (models answer at `/v2/models/{name}`). Unknown fields pass with a warning.
 
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -10,6 +10,10 @@ use super::ISVC_RESOURCE;
 use crate::{
     api::{Causes, ResourceKind},
     resources::{validate::validate, InferenceService},
+    storage::{
+        self,
+        uri::{Source, StorageUri},
+    },
     store::Store,
 };
 
@@ -56,8 +60,8 @@ impl ResourceKind for InferenceServiceKind {
         warnings.extend(validated.warnings);
         let mut causes = Causes::new();
         let uri = &validated.predictor.storage_uri;
-        if let Some(path) = local_path(uri) {
-            if std::fs::metadata(path).is_err() {
+        if let Ok(StorageUri { source: Source::Local(path), .. }) = storage::uri::parse(uri) {
+            if std::fs::metadata(&path).is_err() {
                 causes.push((storage_field(obj), format!("{uri} does not exist or cannot be read by the server")));
             }
         }
@@ -82,14 +86,6 @@ impl ResourceKind for InferenceServiceKind {
             Err(causes)
         }
     }
-}
-
-/// The local path of a plain-path or `file://` storageUri.
-fn local_path(uri: &str) -> Option<&Path> {
-    if let Some(path) = uri.strip_prefix("file://") {
-        return Some(Path::new(path));
-    }
-    (!uri.contains("://")).then(|| Path::new(uri))
 }
 
 /// The storageUri's field path in this manifest (the model spec or a format shorthand).

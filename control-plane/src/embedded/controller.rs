@@ -285,7 +285,7 @@ impl Controller {
         };
         let generation = object.get("metadata").and_then(|m| m.get("generation")).and_then(Value::as_i64).unwrap_or(0);
         let previous_status = object.get("status").cloned();
-        let now = now_rfc3339();
+        let now = crate::store::now_rfc3339();
 
         // Models are named after their service, so a name serves one namespace at a time.
         if let Some(owner) = self.owners.get(&key.1).filter(|owner| *owner != key) {
@@ -673,8 +673,4 @@ fn is_ready(status: Option<&Value>) -> bool {
     status.and_then(|s| s.get("conditions")).and_then(Value::as_array).is_some_and(|cs| {
         cs.iter().any(|c| c.get("type").and_then(Value::as_str) == Some("Ready") && c.get("status").and_then(Value::as_str) == Some("True"))
     })
-}
-
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }

@@ -145,24 +145,9 @@ mod tests {
     use super::*;
 
     fn template(max_replicas: u32) -> PredictorSpec {
-        use crate::resources::predictor::{ModelFormat, Protocol, Scaling};
-        PredictorSpec {
-            format: ModelFormat { name: "onnx".into(), version: None },
-            runtime: None,
-            storage_uri: "/m.onnx".into(),
-            protocol: Protocol::V2,
-            scaling: Scaling {
-                min_replicas: 1,
-                max_replicas,
-                target: None,
-                metric: Default::default(),
-                container_concurrency: 0,
-                annotations: Default::default(),
-            },
-            timeout_seconds: None,
-            canary_traffic_percent: None,
-            batcher: None,
-        }
+        let mut spec = crate::resources::predictor::example("/m.onnx", None);
+        spec.scaling.max_replicas = max_replicas;
+        spec
     }
 
     #[test]

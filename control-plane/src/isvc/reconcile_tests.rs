@@ -1,28 +1,9 @@
 //! Table tests of the revision and rollout rules.
 
-use std::collections::BTreeMap;
-
 use super::*;
-use crate::resources::predictor::{ModelFormat, Protocol, Scaling};
 
 fn spec(uri: &str, canary: Option<u32>) -> PredictorSpec {
-    PredictorSpec {
-        format: ModelFormat { name: "onnx".into(), version: None },
-        runtime: None,
-        storage_uri: uri.into(),
-        protocol: Protocol::V2,
-        scaling: Scaling {
-            min_replicas: 1,
-            max_replicas: 0,
-            target: None,
-            metric: Default::default(),
-            container_concurrency: 0,
-            annotations: BTreeMap::new(),
-        },
-        timeout_seconds: None,
-        canary_traffic_percent: canary,
-        batcher: None,
-    }
+    crate::resources::predictor::example(uri, canary)
 }
 
 fn rev(number: u64, uri: &str, state: RevisionState) -> ObservedRevision {

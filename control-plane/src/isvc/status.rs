@@ -189,32 +189,14 @@ pub fn invalid(generation: i64, message: &str, previous: Option<&Value>, now: &s
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use super::*;
     use crate::{
         isvc::reconcile::{reconcile, ObservedRevision, RolloutHistory},
-        resources::predictor::{ModelFormat, PredictorSpec, Protocol, Scaling},
+        resources::predictor::PredictorSpec,
     };
 
     fn spec(uri: &str, canary: Option<u32>) -> PredictorSpec {
-        PredictorSpec {
-            format: ModelFormat { name: "onnx".into(), version: None },
-            runtime: None,
-            storage_uri: uri.into(),
-            protocol: Protocol::V2,
-            scaling: Scaling {
-                min_replicas: 1,
-                max_replicas: 0,
-                target: None,
-                metric: Default::default(),
-                container_concurrency: 0,
-                annotations: BTreeMap::new(),
-            },
-            timeout_seconds: None,
-            canary_traffic_percent: canary,
-            batcher: None,
-        }
+        crate::resources::predictor::example(uri, canary)
     }
 
     fn observed(revisions: Vec<(u64, &str, RevisionState)>, latest: Option<u64>) -> Observed {

@@ -93,3 +93,25 @@ impl PredictorSpec {
         PredictorSpec { canary_traffic_percent: None, ..self.clone() }
     }
 }
+
+/// A predictor for tests: an ONNX model at `uri`, V2, one replica at least, no bound.
+#[cfg(test)]
+pub(crate) fn example(uri: &str, canary_traffic_percent: Option<u32>) -> PredictorSpec {
+    PredictorSpec {
+        format: ModelFormat { name: "onnx".into(), version: None },
+        runtime: None,
+        storage_uri: uri.into(),
+        protocol: Protocol::V2,
+        scaling: Scaling {
+            min_replicas: 1,
+            max_replicas: 0,
+            target: None,
+            metric: ScaleMetric::Concurrency,
+            container_concurrency: 0,
+            annotations: BTreeMap::new(),
+        },
+        timeout_seconds: None,
+        canary_traffic_percent,
+        batcher: None,
+    }
+}

@@ -25,7 +25,7 @@ mod error;
 mod inspect;
 mod local;
 mod remote;
-mod uri;
+pub(crate) mod uri;
 
 use std::path::{Path, PathBuf};
 
