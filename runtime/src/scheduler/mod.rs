@@ -649,11 +649,9 @@ mod tests {
         assert_eq!(*model.batches.lock().unwrap(), vec![1, 1, 1]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn instances_execute_concurrently() {
-        let model = Doubler::new(100);
-        let s = scheduler(model.clone(), 3, policy(false, 1, 0, 100), false);
-        let tasks: Vec<_> = (0..3)
+    /// Sends `n` one-row requests at once and waits for every one to succeed.
+    async fn run_concurrently(s: &Arc<Scheduler>, n: usize) {
+        let tasks: Vec<_> = (0..n)
             .map(|_| {
                 let s = s.clone();
                 tokio::spawn(async move { s.execute(rows(&[1.0]), params(1)).await })
@@ -662,6 +660,13 @@ mod tests {
         for t in tasks {
             t.await.unwrap().unwrap();
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instances_execute_concurrently() {
+        let model = Doubler::new(100);
+        let s = scheduler(model.clone(), 3, policy(false, 1, 0, 100), false);
+        run_concurrently(&s, 3).await;
         assert_eq!(model.max_running.load(Ordering::SeqCst), 3);
     }
 
@@ -673,15 +678,7 @@ mod tests {
         assert_eq!(s.set_active(9), 4, "clamped to the threads started");
         assert_eq!(s.set_active(0), 1, "at least one");
         assert_eq!(s.set_active(2), 2);
-        let tasks: Vec<_> = (0..6)
-            .map(|_| {
-                let s = s.clone();
-                tokio::spawn(async move { s.execute(rows(&[1.0]), params(1)).await })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap().unwrap();
-        }
+        run_concurrently(&s, 6).await;
         assert_eq!(model.max_running.load(Ordering::SeqCst), 2);
     }
 
