@@ -74,6 +74,7 @@ pub(crate) async fn list(api: &ManagementApi, ns: &str, query: &[(String, String
         let (r, nsc, name) = (resource.clone(), ns.clone(), sel.name.clone());
         // Objects first (for involvedObject's uid), then each one's events, in one blocking call.
         let found = api
+            .store
             .blocking(move |s| {
                 let (objects, rv) = match &name {
                     Some(n) => match s.get(&r, &nsc, n) {
@@ -94,7 +95,7 @@ pub(crate) async fn list(api: &ManagementApi, ns: &str, query: &[(String, String
                 }
                 Ok::<_, StoreError>((out, rv))
             })
-            .await?
+            .await
             .map_err(|e| ApiError::from_store(e, &resource, kind.plural(), ""))?;
         rv = found.1;
         let api_version = format!("{}/{}", kind.group(), kind.version());

@@ -22,7 +22,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use serde_json::Value;
 
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 use status::ApiError;
 
 /// The largest request body accepted (Kubernetes' apiserver limit is 3 MiB too).
@@ -211,19 +211,6 @@ impl ManagementApi {
 
     fn cluster_scoped(&self, g: &str, v: &str, plural: &str) -> Result<Arc<dyn ResourceKind>, ApiError> {
         self.find_kind(g, v, plural).and_then(|k| if k.namespaced() { Err(ApiError::not_found_path()) } else { Ok(k) })
-    }
-
-    /// Runs a store call off the async threads (redb blocks on fsync). The outer error is the
-    /// blocking task itself failing (a 500); the inner one is the store's answer.
-    async fn blocking<T, F>(&self, f: F) -> Result<Result<T, StoreError>, ApiError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", format!("store task failed: {e}")))
     }
 }
 

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use super::query::{dns_label_error, dns_subdomain_error};
 use super::status::{json_response, ApiError};
 use super::{resource_name, ManagementApi, ResourceKind};
+use crate::store::{Store, StoreError};
 
 /// Store key parts for a path's namespace ("" for cluster-scoped kinds).
 pub(crate) fn namespace_of(ns: Option<&str>) -> Result<String, ApiError> {
@@ -84,9 +85,20 @@ pub(crate) async fn get(
     ns: Option<&str>,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    by_name(api, kind, ns, name, Store::get).await
+}
+
+/// Runs `op` (the store's get or delete) on one object and answers what it returns.
+async fn by_name(
+    api: &ManagementApi,
+    kind: &dyn ResourceKind,
+    ns: Option<&str>,
+    name: &str,
+    op: fn(&Store, &str, &str, &str) -> Result<Value, StoreError>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let (resource, ns, n) = (resource_name(kind), namespace_of(ns)?, name.to_string());
     let r = resource.clone();
-    let obj = api.blocking(move |s| s.get(&r, &ns, &n)).await?.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
+    let obj = api.store.blocking(move |s| op(s, &r, &ns, &n)).await.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
     Ok(json_response(StatusCode::OK, &obj, &[]))
 }
 
@@ -95,7 +107,7 @@ pub(crate) async fn list(api: &ManagementApi, kind: &dyn ResourceKind, ns: Optio
     let ns = ns.map(|n| namespace_of(Some(n))).transpose()?;
     let r = resource.clone();
     let listed =
-        api.blocking(move |s| s.list(&r, ns.as_deref())).await?.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), ""))?;
+        api.store.blocking(move |s| s.list(&r, ns.as_deref())).await.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), ""))?;
     let doc = json!({
         "apiVersion": format!("{}/{}", kind.group(), kind.version()),
         "kind": format!("{}List", kind.kind()),
@@ -132,7 +144,7 @@ pub(crate) async fn store_new(
     let warnings = admit(kind, &obj, name)?;
     let resource = resource_name(kind);
     let r = resource.clone();
-    let obj = api.blocking(move |s| s.create(&r, obj)).await?.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
+    let obj = api.store.blocking(move |s| s.create(&r, obj)).await.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
     Ok((obj, warnings))
 }
 
@@ -149,7 +161,7 @@ pub(crate) async fn replace(
     let warnings = admit(kind, &obj, name)?;
     let resource = resource_name(kind);
     let r = resource.clone();
-    let obj = api.blocking(move |s| s.replace(&r, obj)).await?.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
+    let obj = api.store.blocking(move |s| s.replace(&r, obj)).await.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
     Ok(json_response(StatusCode::OK, &obj, &warnings))
 }
 
@@ -159,8 +171,5 @@ pub(crate) async fn delete(
     ns: Option<&str>,
     name: &str,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (resource, ns, n) = (resource_name(kind), namespace_of(ns)?, name.to_string());
-    let r = resource.clone();
-    let obj = api.blocking(move |s| s.delete(&r, &ns, &n)).await?.map_err(|e| ApiError::from_store(e, &resource, kind.plural(), name))?;
-    Ok(json_response(StatusCode::OK, &obj, &[]))
+    by_name(api, kind, ns, name, Store::delete).await
 }

@@ -97,7 +97,7 @@ pub(crate) async fn patch(
     let pinned = explicit_version(&patch);
     for _ in 0..MAX_ATTEMPTS {
         let (r, n, nsc) = (resource.clone(), name.to_string(), ns.clone());
-        let existing = match api.blocking(move |s| s.get(&r, &nsc, &n)).await? {
+        let existing = match api.store.blocking(move |s| s.get(&r, &nsc, &n)).await {
             Ok(obj) => obj,
             Err(StoreError::NotFound { .. }) if apply => {
                 let (obj, warnings) = store_new(api, kind, patch, name).await?;
@@ -121,7 +121,7 @@ pub(crate) async fn patch(
         }
         let warnings = admit(kind, &desired, name)?;
         let r = resource.clone();
-        match api.blocking(move |s| s.replace(&r, desired)).await? {
+        match api.store.blocking(move |s| s.replace(&r, desired)).await {
             Ok(obj) => return Ok(json_response(StatusCode::OK, &obj, &warnings)),
             Err(StoreError::Conflict { .. }) if pinned.is_none() => continue,
             Err(StoreError::NotFound { .. }) if apply => continue,

@@ -63,7 +63,9 @@ impl ApiError {
             StoreError::Invalid { field, message } => {
                 return ApiError::invalid(resource, name, plural, vec![(field.clone(), message.clone())]);
             }
-            StoreError::Db(_) | StoreError::Corrupt(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", err.to_string()),
+            StoreError::Db(_) | StoreError::Corrupt(_) | StoreError::Task(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", err.to_string())
+            }
         };
         let mut e = ApiError::new(code, reason, message);
         e.details = Some(Box::new((name.to_string(), plural.to_string())));

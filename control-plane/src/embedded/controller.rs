@@ -110,15 +110,6 @@ pub struct Controller {
     started: Instant,
 }
 
-/// Runs a blocking store call off the reactor.
-async fn blocking<T: Send + 'static>(store: &Arc<Store>, f: impl FnOnce(&Store) -> T + Send + 'static) -> T {
-    let store = store.clone();
-    match tokio::task::spawn_blocking(move || f(&store)).await {
-        Ok(value) => value,
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
-}
-
 impl Controller {
     /// A controller over `store`, driving `registry`. Call [`Controller::restore`] before the
     /// server takes requests, then [`Controller::run`].
@@ -143,7 +134,7 @@ impl Controller {
     /// the managed repository, restarts interrupted fetches, and routes traffic as it was,
     /// before the server answers its first request.
     pub async fn restore(&mut self) -> Result<usize, StoreError> {
-        let listed = blocking(&self.store, |s| s.list(STATE_RESOURCE, None)).await?;
+        let listed = self.store.blocking(|s| s.list(STATE_RESOURCE, None)).await?;
         for object in listed.items {
             let meta = |f: &str| object.get("metadata").and_then(|m| m.get(f)).and_then(Value::as_str).unwrap_or_default().to_string();
             let key = (meta("namespace"), meta("name"));
@@ -228,7 +219,7 @@ impl Controller {
     /// Every service in the store or known to the controller.
     async fn all_keys(&self) -> BTreeSet<Key> {
         let mut keys: BTreeSet<Key> = self.services.keys().cloned().collect();
-        if let Ok(listed) = blocking(&self.store, |s| s.list(ISVC_RESOURCE, None)).await {
+        if let Ok(listed) = self.store.blocking(|s| s.list(ISVC_RESOURCE, None)).await {
             keys.extend(listed.items.iter().filter_map(object_key));
         }
         keys
@@ -272,7 +263,7 @@ impl Controller {
     /// One reconcile of one service: dereference, validate, plan, carry out, report.
     async fn reconcile_one(&mut self, key: &Key) {
         let (ns, name) = (key.0.clone(), key.1.clone());
-        let object = match blocking(&self.store, move |s| s.get(ISVC_RESOURCE, &ns, &name)).await {
+        let object = match self.store.blocking(move |s| s.get(ISVC_RESOURCE, &ns, &name)).await {
             Ok(object) => object,
             Err(StoreError::NotFound { .. }) => {
                 self.remove(key).await;
@@ -564,7 +555,7 @@ impl Controller {
         let _ = tokio::task::spawn_blocking(move || repository::remove_model(&repository, &name)).await;
         if known {
             let (ns, name) = key.clone();
-            match blocking(&self.store, move |s| s.delete(STATE_RESOURCE, &ns, &name)).await {
+            match self.store.blocking(move |s| s.delete(STATE_RESOURCE, &ns, &name)).await {
                 Ok(_) | Err(StoreError::NotFound { .. }) => {}
                 Err(e) => warn!(model = %key.1, "forgetting its record: {e}"),
             }
@@ -574,11 +565,13 @@ impl Controller {
 
     async fn save(&self, key: &Key, state: &ServiceState) {
         let object = state.to_object(&key.0, &key.1);
-        let result = blocking(&self.store, move |s| match s.replace(STATE_RESOURCE, object.clone()) {
-            Err(StoreError::NotFound { .. }) => s.create(STATE_RESOURCE, object).map(|_| ()),
-            other => other.map(|_| ()),
-        })
-        .await;
+        let result = self
+            .store
+            .blocking(move |s| match s.replace(STATE_RESOURCE, object.clone()) {
+                Err(StoreError::NotFound { .. }) => s.create(STATE_RESOURCE, object).map(|_| ()),
+                other => other.map(|_| ()),
+            })
+            .await;
         if let Err(e) = result {
             warn!(model = %key.1, "saving the controller record: {e}");
         }
@@ -586,7 +579,7 @@ impl Controller {
 
     async fn write_status(&self, key: &Key, status: Value) {
         let (ns, name) = key.clone();
-        match blocking(&self.store, move |s| s.update_status(ISVC_RESOURCE, &ns, &name, status, None)).await {
+        match self.store.blocking(move |s| s.update_status(ISVC_RESOURCE, &ns, &name, status, None)).await {
             Ok(_) | Err(StoreError::NotFound { .. }) => {}
             Err(e) => warn!(model = %key.1, "writing status: {e}"),
         }
@@ -594,7 +587,7 @@ impl Controller {
 
     async fn event(&self, key: &Key, kind: EventType, reason: &'static str, message: &str) {
         let (ns, name, message) = (key.0.clone(), key.1.clone(), message.to_string());
-        let _ = blocking(&self.store, move |s| s.record_event(ISVC_RESOURCE, &ns, &name, kind, reason, &message)).await;
+        let _ = self.store.blocking(move |s| s.record_event(ISVC_RESOURCE, &ns, &name, kind, reason, &message)).await;
     }
 }
 

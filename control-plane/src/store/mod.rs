@@ -22,7 +22,7 @@ mod keys;
 pub(crate) mod tests;
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -85,6 +85,10 @@ pub enum StoreError {
     /// A stored record does not decode.
     #[error("stored record is not valid JSON: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// The blocking task running an operation did not finish (it panicked, or the runtime is
+    /// shutting down).
+    #[error("store task failed: {0}")]
+    Task(String),
 }
 
 fn dberr<E: Into<redb::Error>>(e: E) -> StoreError {
@@ -172,6 +176,17 @@ fn metadata_mut(obj: &mut Value) -> Result<&mut Map<String, Value>, StoreError> 
 }
 
 impl Store {
+    /// Runs `f` on tokio's blocking pool: redb's reads and durable commits block their thread,
+    /// which must not be one of the async workers.
+    pub async fn blocking<T, F>(self: &Arc<Self>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = Arc::clone(self);
+        tokio::task::spawn_blocking(move || f(&store)).await.map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
     /// Opens (creating if missing) the store file at `path`. After a crash, redb recovers to the
     /// last committed transaction here.
     pub fn open(path: impl AsRef<Path>) -> Result<Store, StoreError> {
