@@ -15,7 +15,7 @@ use tracing::warn;
 use super::HttpExtension;
 
 /// The data plane's document, generated from `docs/openapi/quiver.yaml`.
-pub const DATA_PLANE_JSON: &str = include_str!("../../../docs/openapi/quiver.json");
+pub(crate) const DATA_PLANE_JSON: &str = include_str!("../../../docs/openapi/quiver.json");
 
 /// The served document in both forms, built once.
 #[derive(Debug, Default)]
@@ -50,13 +50,13 @@ impl Documents {
 }
 
 /// The embedded data-plane document, parsed.
-pub fn data_plane() -> Value {
+pub(crate) fn data_plane() -> Value {
     serde_json::from_str(DATA_PLANE_JSON).unwrap_or(Value::Null)
 }
 
 /// `base` with `extra`'s paths, tags and components added. On a name both define, `base`'s
 /// entry stays (and the clash is logged): an extension adds to the server's API, never redefines it.
-pub fn merged(mut base: Value, extra: Value) -> Value {
+pub(crate) fn merged(mut base: Value, extra: Value) -> Value {
     let Value::Object(extra) = extra else { return base };
     let Some(out) = base.as_object_mut() else { return base };
     for (key, value) in extra {
