@@ -45,7 +45,7 @@ def schemathesis(url: str, report: Path, seconds: int, *extra: str) -> None:
         SCHEMATHESIS, "run", f"{url}/openapi.json",
         "--checks", "all", "--exclude-checks", ",".join(EXCLUDED_CHECKS),
         "--max-examples", str(MAX_EXAMPLES), "--max-time", str(seconds),
-        "--workers", "1", "--seed", "15", "--no-color", "--request-timeout", "10",
+        "--workers", "1", "--seed", "15", "--generation-database", "none", "--no-color", "--request-timeout", "10",
         "--report", "junit", "--report-dir", str(report),
         *extra,
     ]
