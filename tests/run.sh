@@ -9,7 +9,8 @@
 #   4. runs the Rust unit and integration tests (cargo test --release: tract is far too slow
 #      unoptimized, and sharing the release profile builds the dependencies only once);
 #   5. runs the end-to-end suite (tests/e2e) against the real binary with tritonclient,
-#      onnxruntime as the reference, and raw HTTP.
+#      onnxruntime as the reference, and raw HTTP; test_openapi.py runs schemathesis against
+#      the published OpenAPI document (docs/openapi/) of `quiver serve` and `quiver up`.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

@@ -130,6 +130,7 @@ impl Server {
             max_body_bytes: options.max_body_bytes,
             shutting_down: shutting_down.clone(),
             extension: options.http_extension.clone(),
+            openapi: Default::default(),
         });
         let http_task = tokio::spawn(http::serve(http, http_state, stopped(stop_rx.clone())));
         let gpu_metrics = tokio::spawn(metrics::export_gpu_memory(options.metrics_interval, options.registry.load.engines.clone()));

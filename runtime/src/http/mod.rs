@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod openai;
+pub mod openapi;
 pub mod repository;
 pub mod v1;
 pub mod v2;
@@ -37,6 +38,11 @@ pub trait HttpExtension: Send + Sync + std::fmt::Debug {
     fn claims(&self, path: &str) -> bool;
     /// Answers a request whose path it claims.
     fn handle(&self, request: Request<Incoming>) -> std::pin::Pin<Box<dyn Future<Output = HttpResponse> + Send + '_>>;
+    /// The OpenAPI 3 document of its routes (its `paths`, `components` and `tags` are added to
+    /// the server's own at `GET /openapi.json`, once).
+    fn openapi(&self) -> Option<Value> {
+        None
+    }
 }
 
 /// What every HTTP handler shares.
@@ -50,6 +56,8 @@ pub struct HttpState {
     pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
     /// Extra routes (the control plane's API), asked before the model server's own.
     pub extension: Option<Arc<dyn HttpExtension>>,
+    /// The OpenAPI document served at `/openapi.json` and `/openapi.yaml`, built on first use.
+    pub openapi: openapi::Documents,
 }
 
 /// A response of the HTTP edge.
@@ -202,6 +210,8 @@ pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpRespon
             _ => Err(ServeError::NotFound(format!("no route for POST {path}"))),
         },
         (&Method::POST, ["openai", "v1", "embeddings"]) => Ok(Box::pin(openai::embeddings(state, request)).await),
+        (&Method::GET, ["openapi.json"]) => Ok(document(state.openapi.json(state.extension.as_deref()), "application/json")),
+        (&Method::GET, ["openapi.yaml"]) => Ok(document(state.openapi.yaml(state.extension.as_deref()), "application/yaml")),
         (&Method::GET, ["metrics"]) => {
             let mut response = Response::new(Full::new(Bytes::from(crate::metrics::render())));
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
@@ -210,6 +220,12 @@ pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpRespon
         _ => Err(ServeError::NotFound(format!("no route for {method} {path}"))),
     };
     result.unwrap_or_else(|e| error_response(&e))
+}
+
+fn document(body: Bytes, content_type: &'static str) -> HttpResponse {
+    let mut response = Response::new(Full::new(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 fn server_ready(state: &HttpState) -> bool {

@@ -39,7 +39,7 @@ pub async fn route(
         }
         (&Method::POST, ["models", model, "unload"]) => {
             let (_, body) = read_body(state, request).await?;
-            parameters(&body)?; // `unload_dependents` has no meaning without ensembles
+            unload_parameters(&body)?;
             state.registry.unload(model).await?;
             Ok(json_response(StatusCode::OK, &json!({})))
         }
@@ -63,12 +63,10 @@ pub async fn route(
 }
 
 fn index(state: &HttpState, body: &Bytes) -> Result<HttpResponse, ServeError> {
-    let ready_only = if body.iter().all(u8::is_ascii_whitespace) {
-        false
-    } else {
-        let parsed: Value =
-            serde_json::from_slice(body).map_err(|e| ServeError::InvalidInput(format!("failed to parse the request JSON: {e}")))?;
-        parsed.get("ready").and_then(Value::as_bool).unwrap_or(false)
+    let ready_only = match body_object(body)?.get("ready") {
+        None => false,
+        Some(Value::Bool(ready)) => *ready,
+        Some(other) => return Err(ServeError::InvalidInput(format!("'ready' must be a boolean, got {other}"))),
     };
     let rows: Vec<Value> = state
         .registry
@@ -88,17 +86,32 @@ fn index(state: &HttpState, body: &Bytes) -> Result<HttpResponse, ServeError> {
     Ok(json_response(StatusCode::OK, &Value::Array(rows)))
 }
 
-/// The `parameters` object of a load or unload body (an empty body has none).
-fn parameters(body: &[u8]) -> Result<Map<String, Value>, ServeError> {
+/// A repository request's body: a JSON object, or nothing (an empty body is `{}`).
+fn body_object(body: &[u8]) -> Result<Map<String, Value>, ServeError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
-    let parsed: Value =
-        serde_json::from_slice(body).map_err(|e| ServeError::InvalidInput(format!("failed to parse the request JSON: {e}")))?;
-    match parsed.get("parameters") {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(p)) => Ok(p.clone()),
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ServeError::InvalidInput("the request body must be a JSON object".into())),
+        Err(e) => Err(ServeError::InvalidInput(format!("failed to parse the request JSON: {e}"))),
+    }
+}
+
+/// The `parameters` object of a load or unload body (an empty body has none).
+fn parameters(body: &[u8]) -> Result<Map<String, Value>, ServeError> {
+    match body_object(body)?.remove("parameters") {
+        None => Ok(Map::new()),
+        Some(Value::Object(p)) => Ok(p),
         Some(_) => Err(ServeError::InvalidInput("'parameters' must be an object".into())),
+    }
+}
+
+/// Triton's unload parameters: `unload_dependents`, a boolean (without ensembles it changes nothing).
+fn unload_parameters(body: &[u8]) -> Result<(), ServeError> {
+    match parameters(body)?.get("unload_dependents") {
+        None | Some(Value::Bool(_)) => Ok(()),
+        Some(other) => Err(ServeError::InvalidInput(format!("'unload_dependents' must be a boolean, got {other}"))),
     }
 }
 
@@ -180,9 +193,17 @@ mod tests {
         assert!(load_parameters(br#"{"parameters": {"config": "{not json"}}"#).is_err());
         let err = load_parameters(br#"{"parameters": {"file:1/model.onnx": "AAAA"}}"#).unwrap_err();
         assert!(err.to_string().contains("not supported"), "{err}");
-        assert!(load_parameters(b"[1]").is_ok(), "no parameters");
+        assert!(load_parameters(b"[1]").is_err(), "not an object");
         assert!(load_parameters(br#"{"parameters": []}"#).is_err());
         assert!(load_parameters(b"{").is_err());
+    }
+
+    #[test]
+    fn unload_bodies() {
+        assert!(unload_parameters(b"").is_ok());
+        assert!(unload_parameters(br#"{"parameters": {"unload_dependents": true}}"#).is_ok());
+        assert!(unload_parameters(b"[null, null]").is_err());
+        assert!(unload_parameters(br#"{"parameters": {"unload_dependents": "yes"}}"#).is_err());
     }
 
     #[test]
