@@ -120,6 +120,8 @@ impl Default for EdgeLimits {
 const RESERVED_FDS: u64 = 256;
 
 /// Raises the soft open-file limit to the hard one (as Go's runtime does) and returns it.
+// rlim_t is u64 on Linux but not on every platform libc serves.
+#[allow(clippy::unnecessary_cast)]
 pub fn raise_fd_limit() -> u64 {
     // SAFETY: getrlimit/setrlimit only read and write the struct passed by pointer.
     unsafe {
