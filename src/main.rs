@@ -20,6 +20,8 @@ use quiver_runtime::{
 };
 use tracing_subscriber::EnvFilter;
 
+mod edge_args;
+
 /// Quiver: a KServe- and Triton-compatible inference server.
 #[derive(Debug, Parser)]
 #[command(name = "quiver", version, about)]
@@ -101,6 +103,8 @@ struct UpArgs {
     /// InferenceService's own annotations and fields.
     #[arg(long = "autoscaler-set", value_name = "KEY=VALUE")]
     autoscaler_set: Vec<String>,
+    #[command(flatten)]
+    edge: edge_args::EdgeArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +151,8 @@ struct ServeArgs {
     /// Milliseconds between refreshes of the GPU metrics (nv_gpu_memory_*; CUDA builds only).
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     metrics_interval_ms: u64,
+    #[command(flatten)]
+    edge: edge_args::EdgeArgs,
 }
 
 fn parse_control_mode(s: &str) -> Result<ControlMode, String> {
@@ -199,6 +205,7 @@ async fn shutdown_signal() {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.model_repository.is_dir(), "--model-repository {} is not a directory", args.model_repository.display());
+    let edge = args.edge.resolve()?;
     let options = ServerOptions {
         model_repository: args.model_repository,
         http_addr: SocketAddr::new(args.http_address, args.http_port),
@@ -212,6 +219,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         repository_poll_interval: std::time::Duration::from_secs(args.repository_poll_secs.max(1)),
         metrics_interval: std::time::Duration::from_millis(args.metrics_interval_ms),
         http_extension: None,
+        limits: edge.limits,
+        http_restricted: edge.http_restricted,
+        grpc_restricted: edge.grpc_restricted,
     };
     if options.registry.control_mode != ControlMode::Explicit && !options.registry.startup_models.is_empty() {
         anyhow::bail!("--load-model needs --model-control-mode explicit");
@@ -222,6 +232,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let edge = args.edge.resolve()?;
     let home = cp::embedded::Home::resolve(args.home).context("the Quiver home")?;
     home.prepare().with_context(|| format!("preparing {}", home.root.display()))?;
     let store = Arc::new(cp::store::Store::open(home.store()).with_context(|| format!("opening {}", home.store().display()))?);
@@ -245,6 +256,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         repository_poll_interval: std::time::Duration::from_secs(15),
         metrics_interval: std::time::Duration::from_millis(2000),
         http_extension: Some(Arc::new(cp::embedded::ManagementRoutes(api))),
+        limits: edge.limits,
+        http_restricted: edge.http_restricted,
+        grpc_restricted: edge.grpc_restricted,
     };
     let server = Server::bind(options).await?;
     let http = server.http_addr()?;

@@ -16,10 +16,12 @@ use tracing::{info, warn};
 use crate::{
     grpc::InferenceService,
     http::{self, HttpState},
+    limits::{self, EdgeLimits, GrpcIncoming},
     metrics,
     proto::grpc_inference_service_server::GrpcInferenceServiceServer,
     registry::{ControlMode, ModelRegistry, RegistryOptions},
     repository::RepositoryError,
+    restricted::{RestrictedApis, RestrictedService},
 };
 
 /// Default limit on request bodies and gRPC messages: 64 MiB.
@@ -45,6 +47,12 @@ pub struct ServerOptions {
     pub metrics_interval: Duration,
     /// Extra HTTP routes on the same port (the control plane's management API).
     pub http_extension: Option<Arc<dyn http::HttpExtension>>,
+    /// Connection caps, timeouts and header bounds of both listeners.
+    pub limits: EdgeLimits,
+    /// `--http-restricted-api`.
+    pub http_restricted: RestrictedApis,
+    /// `--grpc-restricted-protocol`.
+    pub grpc_restricted: RestrictedApis,
 }
 
 /// How often the autoscaler decides whether idle models scale to zero (the KPA's tick).
@@ -131,19 +139,40 @@ impl Server {
             shutting_down: shutting_down.clone(),
             extension: options.http_extension.clone(),
             openapi: Default::default(),
+            restricted: options.http_restricted.clone(),
         });
-        let http_task = tokio::spawn(http::serve(http, http_state, stopped(stop_rx.clone())));
+        let limits = options.limits.clone();
+        let fd_limit = limits::raise_fd_limit();
+        let http_cap = limits.http_max_connections.unwrap_or_else(|| limits::auto_max_connections(fd_limit));
+        let grpc_cap = limits.grpc_max_connections.unwrap_or_else(|| limits::auto_max_connections(fd_limit));
+        info!(
+            "connection caps: HTTP {http_cap}, gRPC {grpc_cap} (open-file limit {fd_limit}); header timeout {:?}, keep-alive timeout {:?}",
+            limits.http_header_timeout, limits.http_keepalive_timeout
+        );
+        let http_task = tokio::spawn(http::serve(http, http_state, limits.clone(), http_cap, stopped(stop_rx.clone())));
         let gpu_metrics = tokio::spawn(metrics::export_gpu_memory(options.metrics_interval, options.registry.load.engines.clone()));
         let service = GrpcInferenceServiceServer::new(InferenceService::new(registry.clone(), shutting_down.clone()))
             .max_decoding_message_size(options.max_body_bytes)
             .max_encoding_message_size(usize::MAX);
-        let grpc_task = tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(service)
-                // TCP_NODELAY: without it a small response waits out the client's delayed ACK
-                // (~40 ms) behind Nagle's algorithm.
-                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)), stopped(stop_rx)),
-        );
+        let service = RestrictedService::new(service, options.grpc_restricted.clone());
+        let http2 = &limits.http2;
+        let mut grpc_server = tonic::transport::Server::builder()
+            .max_concurrent_streams(http2.max_concurrent_streams)
+            .http2_max_header_list_size(http2.max_header_list_bytes)
+            .http2_max_pending_accept_reset_streams(Some(limits::MAX_PENDING_ACCEPT_RESET_STREAMS))
+            .http2_max_local_error_reset_streams(Some(limits::MAX_LOCAL_ERROR_RESET_STREAMS))
+            .http2_keepalive_interval(http2.keepalive_time)
+            .http2_keepalive_timeout(Some(http2.keepalive_timeout));
+        if let Some(age) = http2.max_connection_age {
+            grpc_server = grpc_server.max_connection_age(age);
+        }
+        if let Some(grace) = http2.max_connection_age_grace {
+            grpc_server = grpc_server.max_connection_age_grace(grace);
+        }
+        // The incoming connections set TCP_NODELAY: without it a small response waits out the
+        // client's delayed ACK (~40 ms) behind Nagle's algorithm.
+        let incoming = GrpcIncoming::new(grpc, grpc_cap, limits.http_header_timeout);
+        let grpc_task = tokio::spawn(grpc_server.add_service(service).serve_with_incoming_shutdown(incoming, stopped(stop_rx)));
 
         let load = registry.load_startup();
         tokio::pin!(shutdown);

@@ -29,9 +29,7 @@ SCHEMATHESIS = shutil.which("schemathesis", path=str(Path(sys.executable).parent
 # input names, datatypes and shapes a given model takes, which models a repository holds, or
 # which storageUri exists, so valid-looking inference requests and InferenceServices are rightly
 # refused with 400/404/422. Every other check runs.
-# unsupported_method (405 with Allow for a method a path does not take): the data plane still
-# answers 404 there until the HTTP edge's 405 handling lands; see docs/openapi/README.md.
-EXCLUDED_CHECKS = ["positive_data_acceptance", "unsupported_method"]
+EXCLUDED_CHECKS = ["positive_data_acceptance"]
 # Bounds: examples per operation, and seconds for all the runs together (scaled by
 # QUIVER_SCHEMATHESIS_SECONDS; the box has two cores, shared).
 MAX_EXAMPLES = int(os.environ.get("QUIVER_SCHEMATHESIS_EXAMPLES", "25"))

@@ -5,29 +5,32 @@ pub mod codec;
 pub mod openai;
 pub mod openapi;
 pub mod repository;
+mod routes;
 pub mod v1;
 pub mod v2;
 
-use std::{borrow::Cow, convert::Infallible, future::Future, sync::Arc, time::Duration};
+use std::{borrow::Cow, convert::Infallible, future::Future, sync::Arc};
 
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
+    rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto::Builder, graceful::GracefulShutdown},
 };
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
-use tracing::{debug, warn, Instrument};
+use tracing::{debug, Instrument};
 
 use crate::{
     edge,
     infer::Timing,
+    limits::{Activity, Admission, EdgeLimits, Watched},
     model::VersionInfo,
     protocol::{self, REVISION_HEADER},
     registry::{traffic::Revision, ModelRegistry, Routed},
+    restricted::RestrictedApis,
     ServeError, EXTENSIONS, SERVER_NAME, SERVER_VERSION,
 };
 
@@ -58,6 +61,9 @@ pub struct HttpState {
     pub extension: Option<Arc<dyn HttpExtension>>,
     /// The OpenAPI document served at `/openapi.json` and `/openapi.yaml`, built on first use.
     pub openapi: openapi::Documents,
+    /// `--http-restricted-api`: the categories that need a header (not the extension's routes,
+    /// which have their own authentication).
+    pub restricted: RestrictedApis,
 }
 
 /// A response of the HTTP edge.
@@ -98,29 +104,52 @@ fn empty(status: StatusCode) -> HttpResponse {
     response
 }
 
+/// The connection builder: HTTP/1 with bounded heads, HTTP/2 (same port) with the stream,
+/// header-list and reset-flood limits and keep-alive pings.
+fn builder(limits: &EdgeLimits) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        // The header timeout is the connection watchdog's (`limits::Activity`): hyper's would
+        // also cut the wait between keep-alive requests to the same length.
+        .header_read_timeout(None)
+        .max_buf_size(limits.http_max_header_bytes.max(crate::limits::MIN_MAX_HEADER_BYTES))
+        .max_headers(limits.http_max_headers);
+    let http2 = &limits.http2;
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(http2.max_concurrent_streams)
+        .max_header_list_size(http2.max_header_list_bytes)
+        .max_pending_accept_reset_streams(crate::limits::MAX_PENDING_ACCEPT_RESET_STREAMS)
+        .max_local_error_reset_streams(crate::limits::MAX_LOCAL_ERROR_RESET_STREAMS)
+        .keep_alive_interval(http2.keepalive_time)
+        .keep_alive_timeout(http2.keepalive_timeout);
+    builder
+}
+
 /// Serves HTTP on `listener` until `shutdown` resolves, then stops accepting and waits for
-/// in-flight requests to finish.
-pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl Future<Output = ()>) {
+/// in-flight requests to finish. At most `cap` connections are open at once; past it the
+/// listener is not accepted from (see [`crate::limits`]).
+pub async fn serve(listener: TcpListener, state: Arc<HttpState>, limits: EdgeLimits, cap: usize, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
+    let builder = builder(&limits);
+    let admission = Admission::new("HTTP", cap);
+    let (header_timeout, keepalive_timeout) = (limits.http_header_timeout, limits.http_keepalive_timeout);
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+        let (stream, peer, slot) = tokio::select! {
+            accepted = admission.accept(&listener) => accepted,
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
         let state = state.clone();
+        let requests = activity.clone();
         let service = service_fn(move |request| {
             let state = state.clone();
+            let in_flight = requests.start_request();
             async move {
+                let _in_flight = in_flight;
                 // The request's span, from the edge to the engine (enabled with QUIVER_LOG=debug).
                 // Built inside the future, and wrapped around it only when enabled, so that
                 // the future hyper receives is just the state and the request.
@@ -130,11 +159,18 @@ pub async fn serve(listener: TcpListener, state: Arc<HttpState>, shutdown: impl 
                 Ok::<_, Infallible>(response)
             }
         });
-        let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let io = Watched::new(stream, activity.clone(), slot);
+        let connection = builder.serve_connection(TokioIo::new(io), service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                debug!(%peer, "connection ended: {e}");
+            tokio::select! {
+                result = connection => if let Err(e) = result {
+                    debug!(%peer, "connection ended: {e}");
+                },
+                // Dropping the connection closes it; no request is in flight when this fires.
+                () = activity.overstayed(header_timeout, keepalive_timeout) => {
+                    debug!(%peer, "connection closed: no complete request head in time, or idle too long");
+                }
             }
         });
     }
@@ -179,6 +215,21 @@ pub async fn handle(state: &HttpState, request: Request<Incoming>) -> HttpRespon
     let path = uri.path();
     let segments: Vec<Cow<'_, str>> = path.trim_matches('/').split('/').map(decode_segment).collect();
     let segments: Vec<&str> = segments.iter().map(Cow::as_ref).collect();
+    if let Some(route) = routes::lookup(&segments) {
+        if !route.allowed.allows(request.method()) {
+            let mut response = json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({ "error": format!("method {} is not allowed for {path} (allowed: {})", request.method(), route.allowed.header()) }),
+            );
+            response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(route.allowed.header()));
+            return response;
+        }
+        if let Some(category) = route.category {
+            if let Err(denied) = state.restricted.check(category, |name| request.headers().get(name).map(HeaderValue::as_bytes)) {
+                return json_response(StatusCode::FORBIDDEN, &json!({ "error": denied.to_string() }));
+            }
+        }
+    }
     // HEAD is GET without the body (hyper drops the body of a HEAD response).
     let method = match request.method() {
         &Method::HEAD => Method::GET,
