@@ -46,7 +46,8 @@ pub(crate) fn read_checked(path: &Path) -> Result<Vec<u8>, HfError> {
     }
     let file_len = meta.len();
     let mut prefix = [0u8; 8];
-    file.read_exact(&mut prefix).map_err(|_| invalid(format!("not a safetensors file: {file_len} bytes, shorter than its 8-byte header length")))?;
+    file.read_exact(&mut prefix)
+        .map_err(|_| invalid(format!("not a safetensors file: {file_len} bytes, shorter than its 8-byte header length")))?;
     let header_len = u64::from_le_bytes(prefix);
     if header_len > MAX_HEADER_BYTES || header_len > file_len - 8 {
         return Err(invalid(format!(
@@ -76,7 +77,12 @@ pub(crate) fn read_checked(path: &Path) -> Result<Vec<u8>, HfError> {
             .try_fold(size, |n, &d| n.checked_mul(d))
             .ok_or_else(|| fail(format!("shape {:?} claims more bytes than fit in memory", entry.shape)))?;
         if needed != end - begin {
-            return Err(fail(format!("shape {:?} of {} needs {needed} bytes, data_offsets cover {}", entry.shape, entry.dtype, end - begin)));
+            return Err(fail(format!(
+                "shape {:?} of {} needs {needed} bytes, data_offsets cover {}",
+                entry.shape,
+                entry.dtype,
+                end - begin
+            )));
         }
     }
     file.seek(SeekFrom::Start(0)).map_err(io)?;

@@ -116,7 +116,8 @@ impl Checker<'_> {
         let Some(size) = data_type.and_then(element_size) else {
             return Err(fail(format!("data type {} is not supported by the ONNX engine", tensor.data_type)));
         };
-        let needed = count.checked_mul(size).ok_or_else(|| format!("{name}: dims {:?} claim more bytes than fit in memory", tensor.dims))?;
+        let needed =
+            count.checked_mul(size).ok_or_else(|| format!("{name}: dims {:?} claim more bytes than fit in memory", tensor.dims))?;
         let held = if !tensor.raw_data.is_empty() {
             tensor.raw_data.len()
         } else if is_external(tensor) {
@@ -129,7 +130,11 @@ impl Checker<'_> {
             };
         };
         if held != needed {
-            return Err(fail(format!("dims {:?} of type {} need {needed} bytes, the data holds {held}", tensor.dims, type_name(data_type))));
+            return Err(fail(format!(
+                "dims {:?} of type {} need {needed} bytes, the data holds {held}",
+                tensor.dims,
+                type_name(data_type)
+            )));
         }
         Ok(())
     }
@@ -147,7 +152,9 @@ impl Checker<'_> {
         let offset = number("offset")?.unwrap_or(0);
         let length = match number("length")? {
             Some(length) => length,
-            None => file_len.checked_sub(offset).ok_or_else(|| format!("offset {offset} is past the end of {location} ({file_len} bytes)"))?,
+            None => {
+                file_len.checked_sub(offset).ok_or_else(|| format!("offset {offset} is past the end of {location} ({file_len} bytes)"))?
+            }
         };
         let end = offset.checked_add(length).ok_or("offset + length overflows")?;
         if end > file_len {
