@@ -193,6 +193,8 @@ impl ModelVersion {
         } else {
             dir.config.default_model_filename.as_str()
         };
+        let file = crate::repository::relative_file(file)
+            .map_err(|e| LoadError::Config(ConfigError::Mismatch(format!("default_model_filename {e}"))))?;
         let path = version_dir.join(file);
         let model: Arc<dyn Model> = Arc::from(load_model(backend, &path, &dir.config, &dir.name)?);
         let mut config = dir.config.clone();
@@ -453,7 +455,18 @@ fn warmup_request(sample: &proto::ModelWarmup, info: &VersionInfo, model_dir: &P
         let size = elements.checked_mul(element_size).filter(|&n| n <= MAX_WARMUP_TENSOR_BYTES).ok_or("the tensor is too large")?;
         let data = match &input.input_data_type {
             Some(InputDataType::InputDataFile(file)) => {
-                let path = model_dir.join("warmup").join(file);
+                let path =
+                    model_dir.join("warmup").join(crate::repository::relative_file(file).map_err(|e| format!("input_data_file {e}"))?);
+                let meta = std::fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                if !meta.is_file() {
+                    return Err(format!("{}: not a regular file", path.display()));
+                }
+                let len = meta.len();
+                // The file must hold the tensor (BYTES: at most the bound); checked before reading.
+                let fits = if datatype == DataType::Bytes { len <= MAX_WARMUP_TENSOR_BYTES as u64 } else { len == size as u64 };
+                if !fits {
+                    return Err(format!("{}: {len} bytes, the input needs {size}", path.display()));
+                }
                 std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?
             }
             Some(InputDataType::RandomData(true)) if datatype != DataType::Bytes => (0..size)

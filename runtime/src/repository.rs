@@ -3,7 +3,8 @@
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    io::Read,
+    path::{Component, Path, PathBuf},
 };
 
 use quiver_core::{
@@ -32,6 +33,15 @@ pub enum RepositoryError {
         /// What is wrong.
         source: config::ConfigError,
     },
+    /// A path in the model resolves outside the repository, or a name in its config is not a
+    /// plain relative path.
+    #[error("{path}: {message}")]
+    Escape {
+        /// The path.
+        path: PathBuf,
+        /// Why it is refused.
+        message: String,
+    },
     /// The model directory has no loadable version.
     #[error("model '{0}' has no version directory to load (expected <model>/<integer>/)")]
     NoVersions(String),
@@ -39,6 +49,67 @@ pub enum RepositoryError {
 
 fn io_error(path: &Path, e: std::io::Error) -> RepositoryError {
     RepositoryError::Io { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Largest `config.pbtxt` read (Triton's own configs are a few kilobytes).
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
+/// Deepest directory level inside a model directory checked for symlinks.
+const MAX_SCAN_DEPTH: usize = 8;
+/// Most entries of a model directory checked for symlinks.
+const MAX_SCAN_ENTRIES: usize = 10_000;
+
+/// A file name a config gives (`default_model_filename`, a warmup `input_data_file`): it must be
+/// a relative path of plain names, so it names a file inside the directory it is joined to.
+pub fn relative_file(name: &str) -> Result<&Path, String> {
+    let path = Path::new(name);
+    let plain = path.components().all(|c| matches!(c, Component::Normal(_))) && path.components().next().is_some();
+    if !plain || name.contains(['\\', '\0']) {
+        return Err(format!(
+            "'{}' must be a relative file name inside the model directory (no '..', no absolute path)",
+            name.escape_debug()
+        ));
+    }
+    Ok(path)
+}
+
+/// Refuses a model whose directory, or anything in it, resolves outside `root` (the
+/// canonical repository): a symlinked model directory, version directory or file that points
+/// elsewhere. Symlinks that stay inside the repository are followed.
+fn check_contained(root: &Path, dir: &Path) -> Result<(), RepositoryError> {
+    let escape = |path: &Path| RepositoryError::Escape {
+        path: path.to_path_buf(),
+        message: "resolves outside the model repository (symlinks may only point inside it)".into(),
+    };
+    let canonical = fs::canonicalize(dir).map_err(|e| io_error(dir, e))?;
+    if !canonical.starts_with(root) {
+        return Err(escape(dir));
+    }
+    let mut pending = vec![(dir.to_path_buf(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((current, depth)) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&current) else { continue };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > MAX_SCAN_ENTRIES {
+                return Err(RepositoryError::Escape {
+                    path: dir.to_path_buf(),
+                    message: format!("holds more than {MAX_SCAN_ENTRIES} files and directories"),
+                });
+            }
+            let path = entry.path();
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_symlink() {
+                // A dangling link names nothing a load could read.
+                if fs::canonicalize(&path).is_ok_and(|target| !target.starts_with(root)) {
+                    return Err(escape(&path));
+                }
+            } else if kind.is_dir() && depth < MAX_SCAN_DEPTH {
+                pending.push((path, depth + 1));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The names of the models in a repository: its sub-directories, sorted, hidden ones skipped.
@@ -69,11 +140,13 @@ pub struct ModelDirectory {
 }
 
 impl ModelDirectory {
-    /// Reads `<repository>/<name>`.
+    /// Reads `<repository>/<name>`. Nothing in it may resolve outside the repository.
     pub fn read(repository: &Path, name: &str) -> Result<ModelDirectory, RepositoryError> {
         let path = repository.join(name);
+        let root = fs::canonicalize(repository).map_err(|e| io_error(repository, e))?;
+        check_contained(&root, &path)?;
         let config_path = path.join("config.pbtxt");
-        let config = match fs::read_to_string(&config_path) {
+        let config = match read_config(&config_path) {
             Ok(text) => config::parse_pbtxt(&text).map_err(|source| RepositoryError::Config { path: config_path.clone(), source })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ModelConfig::default(),
             Err(e) => return Err(io_error(&config_path, e)),
@@ -99,6 +172,21 @@ impl ModelDirectory {
         }
         Ok(selected)
     }
+}
+
+/// Reads a `config.pbtxt`: a regular file of at most [`MAX_CONFIG_BYTES`].
+fn read_config(path: &Path) -> std::io::Result<String> {
+    // Checked before opening: opening a FIFO would block the loader.
+    if !fs::metadata(path)?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    let file = fs::File::open(path)?;
+    let mut text = String::new();
+    file.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::other(format!("larger than {MAX_CONFIG_BYTES} bytes")));
+    }
+    Ok(text)
 }
 
 /// Applies Triton's version policy to the versions present: `latest { num_versions: n }`
@@ -156,5 +244,55 @@ mod tests {
         fs::write(dir.join("m/config.pbtxt"), "max_batch_size: oops").unwrap();
         assert!(matches!(ModelDirectory::read(&dir, "m"), Err(RepositoryError::Config { .. })));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn config_file_names_stay_inside() {
+        assert_eq!(relative_file("model.onnx").unwrap(), Path::new("model.onnx"));
+        assert!(relative_file("sub/model.onnx").is_ok());
+        for bad in ["", "..", "../x", "/etc/passwd", "a/../../b", "./x", "a\\..\\b", "a\0b"] {
+            assert!(relative_file(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nothing_in_a_model_may_resolve_outside_the_repository() {
+        use std::os::unix::fs::symlink;
+        let base = std::env::temp_dir().join(format!("quiver-repo-escape-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let (repo, outside) = (base.join("repo"), base.join("outside"));
+        fs::create_dir_all(repo.join("good/1")).unwrap();
+        fs::create_dir_all(outside.join("m/1")).unwrap();
+        fs::write(outside.join("secret"), "secret").unwrap();
+        fs::write(repo.join("good/1/model.onnx"), "x").unwrap();
+        let escaped = |name: &str| matches!(ModelDirectory::read(&repo, name), Err(RepositoryError::Escape { .. }));
+        // A model directory that is a symlink: inside the repository it is followed, outside refused.
+        symlink(outside.join("m"), repo.join("linked-out")).unwrap();
+        symlink(repo.join("good"), repo.join("linked-in")).unwrap();
+        assert!(escaped("linked-out"));
+        assert_eq!(ModelDirectory::read(&repo, "linked-in").unwrap().available_versions, vec![1]);
+        // `..` reaches outside whatever the caller checked.
+        assert!(escaped("../outside/m"));
+        // A version directory, a model file or a config that leads out.
+        fs::create_dir_all(repo.join("v")).unwrap();
+        symlink(outside.join("m/1"), repo.join("v/1")).unwrap();
+        assert!(escaped("v"));
+        fs::create_dir_all(repo.join("f/1")).unwrap();
+        symlink(outside.join("secret"), repo.join("f/1/model.onnx")).unwrap();
+        assert!(escaped("f"));
+        fs::create_dir_all(repo.join("c/1")).unwrap();
+        symlink(outside.join("secret"), repo.join("c/config.pbtxt")).unwrap();
+        assert!(escaped("c"));
+        // A config that is not a regular file or is too large fails without being read whole.
+        fs::create_dir_all(repo.join("fifo/1")).unwrap();
+        let made = std::process::Command::new("mkfifo").arg(repo.join("fifo/config.pbtxt")).status().is_ok_and(|s| s.success());
+        if made {
+            let err = ModelDirectory::read(&repo, "fifo").unwrap_err().to_string();
+            assert!(err.contains("not a regular file"), "{err}");
+        }
+        fs::create_dir_all(repo.join("big/1")).unwrap();
+        fs::write(repo.join("big/config.pbtxt"), vec![b' '; MAX_CONFIG_BYTES as usize + 1]).unwrap();
+        assert!(ModelDirectory::read(&repo, "big").unwrap_err().to_string().contains("larger than"));
+        fs::remove_dir_all(&base).unwrap();
     }
 }

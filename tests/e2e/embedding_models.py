@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,9 @@ def minilm_files() -> Path:
 
 
 def layout_minilm(repo: Path, name: str = "minilm", config: str | None = MINILM_CONFIG) -> Path:
-    """Creates <repo>/<name>/1 with links to the package's files (and config.pbtxt if given)."""
+    """Creates <repo>/<name>/1 with hard links to (or copies of) the package's files, and
+    config.pbtxt if given. Not symlinks: the server refuses files that resolve outside the
+    repository."""
     source = minilm_files()
     version = Path(repo) / name / "1"
     version.mkdir(parents=True, exist_ok=True)
@@ -47,7 +50,10 @@ def layout_minilm(repo: Path, name: str = "minilm", config: str | None = MINILM_
             dest = version / item.relative_to(source)
             dest.parent.mkdir(parents=True, exist_ok=True)
             if not dest.exists():
-                os.symlink(item, dest)
+                try:
+                    os.link(item, dest)
+                except OSError:
+                    shutil.copy2(item, dest)
     if config is not None:
         (Path(repo) / name / "config.pbtxt").write_text(config)
     return version

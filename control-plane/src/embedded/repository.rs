@@ -20,9 +20,23 @@ pub(crate) fn version_dir(repository: &Path, name: &str, number: u64) -> PathBuf
     repository.join(name).join(number.to_string())
 }
 
+/// Refuses a model name that is not one plain directory name, so nothing placed or removed
+/// under it can land outside the managed repository. (InferenceService names are DNS-1123
+/// subdomains, checked at admission; this holds whatever the caller checked.)
+fn check_name(name: &str) -> io::Result<()> {
+    let mut parts = Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(_)), None) if !name.starts_with('.') && !name.contains(['/', '\\', '\0']) => Ok(()),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidInput, format!("'{}' is not a model name", name.escape_debug()))),
+    }
+}
+
 /// Places a fetched model as version `number` of `name`. Written beside the final directory
-/// and renamed into place, so the runtime never reads a half-placed version.
+/// and renamed into place, so the runtime never reads a half-placed version. Symbolic links in
+/// the fetched content are not followed (see [`link_tree`]), so the managed repository holds
+/// only regular files and directories.
 pub(crate) fn place(repository: &Path, name: &str, number: u64, layout: &ModelLayout) -> io::Result<()> {
+    check_name(name)?;
     let target = version_dir(repository, name, number);
     let staging = repository.join(name).join(format!(".{number}.staging"));
     if staging.exists() {
@@ -46,6 +60,7 @@ pub(crate) fn place(repository: &Path, name: &str, number: u64, layout: &ModelLa
 
 /// Removes version `number` of `name`.
 pub(crate) fn remove_version(repository: &Path, name: &str, number: u64) -> io::Result<()> {
+    check_name(name)?;
     match fs::remove_dir_all(version_dir(repository, name, number)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -54,6 +69,7 @@ pub(crate) fn remove_version(repository: &Path, name: &str, number: u64) -> io::
 
 /// Removes every version of `name`.
 pub(crate) fn remove_model(repository: &Path, name: &str) -> io::Result<()> {
+    check_name(name)?;
     match fs::remove_dir_all(repository.join(name)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -182,6 +198,30 @@ mod tests {
         remove_version(&repo, "m", 1).unwrap();
         remove_model(&repo, "m").unwrap();
         assert!(!repo.join("m").exists());
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn nothing_is_placed_or_removed_outside_the_repository() {
+        let root = std::env::temp_dir().join(format!("quiver-managed-escape-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let (repo, source, outside) = (root.join("repo"), root.join("source"), root.join("outside"));
+        fs::create_dir_all(source.join("1")).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("secret"), b"secret").unwrap();
+        fs::write(source.join("1/model.onnx"), b"onnx").unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), source.join("1/linked")).unwrap();
+        std::os::unix::fs::symlink(&outside, source.join("1/linked-dir")).unwrap();
+        let layout = ModelLayout::TritonModel(source.clone());
+        for bad in ["..", "../outside", "/abs", "a/b", ".hidden", "a\\b", "a\0b", ""] {
+            assert_eq!(place(&repo, bad, 1, &layout).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{bad:?}");
+            assert!(remove_model(&repo, bad).is_err() && remove_version(&repo, bad, 1).is_err(), "{bad:?}");
+        }
+        assert!(outside.join("secret").exists());
+        // Symlinks in the user's directory are not carried into the managed repository.
+        place(&repo, "m", 1, &layout).unwrap();
+        assert_eq!(fs::read(repo.join("m/1/model.onnx")).unwrap(), b"onnx");
+        assert!(!repo.join("m/1/linked").exists() && !repo.join("m/1/linked-dir").exists());
         let _ = fs::remove_dir_all(&root);
     }
 }

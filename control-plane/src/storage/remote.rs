@@ -235,5 +235,17 @@ mod tests {
         let prefix = Path::parse("models/m").unwrap();
         assert_eq!(relative_path("u", &prefix, &Path::parse("models/m/1/model.onnx").unwrap()).unwrap(), "1/model.onnx");
         assert!(relative_path("u", &prefix, &prefix).is_err());
+        // Whatever an object key holds, the relative path never leaves the download directory.
+        let safe = |r: Result<String, StorageError>| {
+            r.map_or(true, |r| r.split('/').all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains(['\\', '\0'])))
+        };
+        for parts in
+            [vec!["models", "m", "..", "x"], vec!["models", "m", ".", "x"], vec!["models", "m", "a\\..\\b"], vec!["models", "m", "a\0b"]]
+        {
+            assert!(safe(relative_path("u", &prefix, &Path::from_iter(parts.clone()))), "{parts:?}");
+        }
+        for key in ["models/m/../x", "models/m/%2e%2e/x", "models/m/a\\b", "models/m//x"] {
+            assert!(safe(relative_path("u", &prefix, &Path::from(key))), "{key}");
+        }
     }
 }

@@ -17,6 +17,7 @@ pub mod model;
 pub mod pooling;
 pub mod settings;
 pub mod text;
+mod weights;
 
 use std::path::{Path, PathBuf};
 

@@ -87,7 +87,7 @@ impl EmbeddingModel {
         let device = device_for(&options.placement)?;
         // Read into memory rather than mapped: a mapping would let a file rewritten under a
         // running server change its weights (or fault).
-        let data = read_file(weights)?;
+        let data = crate::weights::read_checked(weights)?;
         let vb = VarBuilder::from_buffered_safetensors(data, DType::F32, &device)
             .map_err(|e| HfError::Invalid { path: weights.to_path_buf(), message: e.to_string() })?;
         let bert = BertModel::load(vb, &config).map_err(|e| HfError::Weights(e.to_string()))?;
@@ -334,6 +334,16 @@ mod tests {
         let tiny = TinyBert::new("weights", true);
         fs::write(tiny.dir.join("model.safetensors"), b"not safetensors").unwrap();
         assert!(matches!(tiny.load(&[]), Err(HfError::Invalid { .. })));
+        // A header that claims 100 GB of weights fails on the header, not on an allocation.
+        let mut claim = br#"{"w": {"dtype": "F32", "shape": [25000000000], "data_offsets": [0, 100000000000]}}"#.to_vec();
+        claim.splice(0..0, (claim.len() as u64).to_le_bytes());
+        fs::write(tiny.dir.join("model.safetensors"), claim).unwrap();
+        assert!(tiny.load(&[]).unwrap_err().to_string().contains("tensor 'w'"));
+        fs::write(tiny.dir.join("config.json"), "{ not json").unwrap();
+        assert!(matches!(tiny.load(&[]), Err(HfError::Invalid { .. })));
+        let tiny = TinyBert::new("badtokenizer", true);
+        fs::write(tiny.dir.join("tokenizer.json"), r#"{"model": {"type": "WordPiece", "vocab": 7}}"#).unwrap();
+        assert!(tiny.load(&[]).unwrap_err().to_string().contains("tokenizer.json"));
         let tiny = TinyBert::new("tokenizer", true);
         fs::remove_file(tiny.dir.join("tokenizer.json")).unwrap();
         assert!(tiny.load(&[]).unwrap_err().to_string().contains("tokenizer.json"));

@@ -109,7 +109,17 @@ fn read_modules(dir: &Path) -> Result<Option<Modules>, HfError> {
                     entry.path
                 )))
             }
-            "Pooling" => modules.pooling_path = Some(entry.path),
+            "Pooling" => {
+                // A module path names a sub-directory of the model, never a way out of it.
+                let inside = std::path::Path::new(&entry.path).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+                if !inside || entry.path.contains(['\\', '\0']) {
+                    return Err(HfError::Invalid {
+                        path: path.clone(),
+                        message: format!("module path '{}' must be a relative path inside the model's directory", entry.path),
+                    });
+                }
+                modules.pooling_path = Some(entry.path)
+            }
             "Normalize" => modules.normalize = true,
             other => {
                 return Err(HfError::Unsupported(format!(
@@ -268,6 +278,17 @@ mod tests {
         for (key, value) in [("pooling", "median"), ("normalize", "yes"), ("max_sequence_length", "1")] {
             let params = BTreeMap::from([(key.to_string(), value.to_string())]);
             assert!(read_settings(&dir.0, 512, &params).is_err(), "{key}={value}");
+        }
+    }
+
+    #[test]
+    fn module_paths_stay_inside_the_model() {
+        let dir = TempDir::new("escape");
+        for path in ["../1_Pooling", "/etc", "a/../../b", "a\\..\\b", "./x/../.."] {
+            let modules = serde_json::json!([{"path": path, "type": "sentence_transformers.models.Pooling"}]).to_string();
+            dir.write("modules.json", &modules);
+            let err = read_settings(&dir.0, 512, &BTreeMap::new()).unwrap_err();
+            assert!(err.to_string().contains("relative path inside"), "{path}: {err}");
         }
     }
 }

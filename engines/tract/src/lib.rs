@@ -4,6 +4,7 @@
 //! every batch size. `ai.onnx.ml` operators that tract lacks are registered from [`ml`].
 #![warn(missing_docs)]
 
+mod check;
 pub mod ml;
 
 use std::{path::Path, sync::Arc};
@@ -58,7 +59,16 @@ impl OnnxModel {
     pub fn load(path: &Path) -> Result<OnnxModel, BackendError> {
         let mut onnx = tract_onnx::onnx();
         ml::register(&mut onnx);
-        let mut model = onnx.model_for_path(path).map_err(|e| load_error(path, e))?;
+        // The file's tensors are checked against the bytes backing them before tract
+        // materializes any of them.
+        let proto = check::read_checked(path).map_err(|e| load_error(path, e))?;
+        let dir = path.parent().and_then(Path::to_str);
+        let parsed = onnx.parse(&proto, dir).map_err(|e| load_error(path, e))?;
+        drop(proto);
+        if !parsed.unresolved_inputs.is_empty() {
+            return Err(load_error(path, format!("could not resolve inputs at top level: {:?}", parsed.unresolved_inputs)));
+        }
+        let mut model = parsed.model;
 
         // Every input needs a known element type and rank; dimensions the file leaves unnamed
         // become fresh symbols so the plan stays valid for any size.

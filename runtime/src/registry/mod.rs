@@ -517,12 +517,22 @@ impl ModelRegistry {
     }
 }
 
-/// Refuses model names that are not a single directory name.
+/// Refuses model names that are not a single directory name: no separator (`/`, or `\\`
+/// which some clients and file systems treat as one), no `.`/`..` or hidden name, no NUL or
+/// control character. The HTTP edge has percent-decoded the name once, so `%2e%2e` and `%2f`
+/// arrive here as `..` and `/`.
 fn check_model_name(name: &str) -> Result<(), ServeError> {
     let mut components = Path::new(name).components();
     match (components.next(), components.next()) {
-        (Some(Component::Normal(_)), None) if !name.starts_with('.') => Ok(()),
-        _ => Err(ServeError::InvalidInput(format!("'{name}' is not a model name"))),
+        (Some(Component::Normal(_)), None)
+            if !name.starts_with('.') && !name.contains(['/', '\\']) && !name.chars().any(char::is_control) =>
+        {
+            Ok(())
+        }
+        _ => Err(ServeError::InvalidInput(format!(
+            "'{}' is not a model name (a single directory name of the repository)",
+            name.escape_debug()
+        ))),
     }
 }
 
@@ -546,7 +556,7 @@ mod tests {
     fn model_names_are_single_directories() {
         assert!(check_model_name("mlp").is_ok());
         assert!(check_model_name("my model-2").is_ok());
-        for bad in ["", ".", "..", "../x", "a/b", "/abs", ".hidden"] {
+        for bad in ["", ".", "..", "../x", "a/b", "/abs", ".hidden", "..\\x", "a\\b", "a\0b", "a\nb", "./a", "a/"] {
             assert!(check_model_name(bad).is_err(), "{bad}");
         }
     }
