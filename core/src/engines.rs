@@ -105,9 +105,7 @@ impl Engines {
     /// The error for a config whose engines (`candidates`) are all unavailable, or that none serves.
     fn none_available(&self, candidates: &[&Arc<dyn Backend>], platform: &str, backend: &str) -> EngineError {
         match candidates.first() {
-            Some(first) => {
-                EngineError::Unavailable { engine: first.name().to_string(), reason: first.unavailable().unwrap_or_default() }
-            }
+            Some(first) => EngineError::Unavailable { engine: first.name().to_string(), reason: first.unavailable().unwrap_or_default() },
             None => EngineError::Unsupported { platform: platform.to_string(), backend: backend.to_string(), available: self.describe() },
         }
     }
@@ -138,6 +136,7 @@ mod tests {
         platform: &'static str,
         default: bool,
         marker: &'static str,
+        missing: Option<&'static str>,
     }
 
     impl Backend for Fake {
@@ -149,6 +148,9 @@ mod tests {
         }
         fn recognizes(&self, dir: &Path) -> bool {
             dir.ends_with(self.marker)
+        }
+        fn unavailable(&self) -> Option<String> {
+            self.missing.map(str::to_string)
         }
         fn platform(&self) -> &'static str {
             self.platform
@@ -163,9 +165,38 @@ mod tests {
 
     fn engines() -> Engines {
         Engines::new(vec![
-            Arc::new(Fake { name: "text", platform: "huggingface", default: false, marker: "hf" }),
-            Arc::new(Fake { name: "onnx", platform: "onnx", default: true, marker: "never" }),
+            Arc::new(Fake { name: "text", platform: "huggingface", default: false, marker: "hf", missing: None }),
+            Arc::new(Fake { name: "onnx", platform: "onnx", default: true, marker: "never", missing: None }),
         ])
+    }
+
+    fn onnx_pair(ort_missing: Option<&'static str>) -> Engines {
+        Engines::new(vec![
+            Arc::new(Fake { name: "onnxruntime", platform: "onnx", default: true, marker: "never", missing: ort_missing }),
+            Arc::new(Fake { name: "tract", platform: "onnx", default: true, marker: "never", missing: None }),
+        ])
+    }
+
+    #[test]
+    fn a_named_backend_is_required_and_a_platform_falls_back() {
+        let dir = PathBuf::from("/m/1");
+        let missing = onnx_pair(Some("no library"));
+        let err = missing.select("", "onnxruntime", &dir).err().unwrap();
+        assert_eq!(err.to_string(), "onnxruntime not available: no library");
+        assert_eq!(missing.select("onnx", "", &dir).unwrap().name(), "tract");
+        assert_eq!(missing.select("", "tract", &dir).unwrap().name(), "tract");
+        // Unnamed: the only available default engine, without a race.
+        assert_eq!(missing.select("", "", &dir).unwrap().name(), "tract");
+        let present = onnx_pair(None);
+        assert_eq!(present.select("onnx", "", &dir).unwrap().name(), "onnxruntime");
+        assert_eq!(present.select("", "tract", &dir).unwrap().name(), "tract");
+    }
+
+    #[test]
+    fn an_unnamed_model_is_raced_between_the_available_defaults() {
+        // Neither fake loads anything, so the race reports the first engine's error.
+        let err = onnx_pair(None).select("", "", Path::new("/m/1")).unwrap().load(Path::new("/m/1/model.onnx")).err().unwrap();
+        assert_eq!(err.to_string(), "failed to load model: fake");
     }
 
     #[test]

@@ -88,7 +88,8 @@ impl Backend for Fastest {
                 Err(e) => tracing::warn!(model = %path.display(), "engine {engine} failed the sample batch: {e}"),
             }
         }
-        let report = times.iter().map(|(ix, t)| format!("{} {:.3} ms", loaded[*ix].0, t.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ");
+        let report =
+            times.iter().map(|(ix, t)| format!("{} {:.3} ms", loaded[*ix].0, t.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ");
         let winner = times.iter().min_by_key(|(_, t)| *t).map_or(0, |(ix, _)| *ix);
         let (engine, model) = loaded.swap_remove(winner);
         tracing::info!(

@@ -23,7 +23,8 @@ pub mod proto {
 }
 
 pub use backend::{
-    Accelerator, Backend, BackendError, Encoded, GpuInfo, LoadOptions, Model, ModelSignature, Optimization, Placement, Sequence, TensorInfo, TokenCount,
+    Accelerator, Backend, BackendError, Encoded, GpuInfo, LoadOptions, Model, ModelSignature, Optimization, Placement, Sequence,
+    TensorInfo, TokenCount,
 };
 pub use config::{ConfigError, ModelConfig};
 pub use datatype::DataType;

@@ -9,8 +9,8 @@ use std::{
 
 use quiver_core::{
     config::{self, ConfigError},
-    proto, Accelerator, Backend, DataType, Encoded, EngineError, Engines, LoadOptions as BackendOptions, Model, ModelConfig, Optimization, Placement, Tensor,
-    TensorInfo,
+    proto, Accelerator, Backend, DataType, Encoded, EngineError, Engines, LoadOptions as BackendOptions, Model, ModelConfig, Optimization,
+    Placement, Tensor, TensorInfo,
 };
 use thiserror::Error;
 

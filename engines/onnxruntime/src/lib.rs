@@ -45,9 +45,8 @@ impl OrtBackend {
 
     /// Loads the model at `path` as its concrete type (benchmarks and tests use it directly).
     pub fn load_model(&self, path: &Path, options: &LoadOptions) -> Result<OrtModel, BackendError> {
-        let (environment, _) = library::load(self.library.as_deref())
-            .as_ref()
-            .map_err(|why| BackendError::Load(format!("{NAME} not available: {why}")))?;
+        let (environment, _) =
+            library::load(self.library.as_deref()).as_ref().map_err(|why| BackendError::Load(format!("{NAME} not available: {why}")))?;
         let settings = options::SessionSettings::from_options(options)?;
         OrtModel::load(environment, path, settings)
     }

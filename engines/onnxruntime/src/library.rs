@@ -72,8 +72,11 @@ fn discover() -> Vec<PathBuf> {
     }
     for lib in prefixes {
         let Ok(entries) = std::fs::read_dir(&lib) else { continue };
-        let mut pythons: Vec<PathBuf> =
-            entries.flatten().map(|e| e.path()).filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("python3"))).collect();
+        let mut pythons: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("python3")))
+            .collect();
         pythons.sort();
         for python in pythons.iter().rev() {
             let capi = python.join("site-packages/onnxruntime/capi");

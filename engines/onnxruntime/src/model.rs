@@ -124,7 +124,10 @@ impl Model for OrtModel {
         let values = inputs.iter().zip(&self.input_types).map(|(t, &ty)| to_ort(t, ty)).collect::<Result<Vec<_>, _>>()?;
         let mut session = self.take()?;
         let result = session.run(values.as_slice()).map_err(execution).and_then(|outputs| {
-            outputs.iter().map(|(name, value)| from_ort(&value).map_err(|e| BackendError::Execution(format!("output '{name}': {e}")))).collect()
+            outputs
+                .iter()
+                .map(|(name, value)| from_ort(&value).map_err(|e| BackendError::Execution(format!("output '{name}': {e}"))))
+                .collect()
         });
         self.put(session);
         result
@@ -166,7 +169,9 @@ fn tensor_info(name: &str, dtype: &ValueType) -> Result<(TensorInfo, TensorEleme
 
 /// A view of `tensor`'s bytes as ONNX Runtime's input: zero-copy when the buffer is aligned for
 /// `T` (the batch buffer normally is), else one copy.
-fn view<T: PrimitiveTensorElementType + fmt::Debug + Clone + Copy + 'static>(tensor: &Tensor) -> Result<SessionInputValue<'_>, BackendError> {
+fn view<T: PrimitiveTensorElementType + fmt::Debug + Clone + Copy + 'static>(
+    tensor: &Tensor,
+) -> Result<SessionInputValue<'_>, BackendError> {
     let shape = tensor.shape_i64();
     let bytes: &[u8] = tensor.data();
     // SAFETY: T is a plain numeric type (no padding, every bit pattern valid), so any aligned
