@@ -98,6 +98,11 @@ struct UpArgs {
     /// Backend settings as KEY=VALUE (as `quiver serve --backend-config`).
     #[arg(long = "backend-config", value_name = "[BACKEND,]KEY=VALUE")]
     backend_config: Vec<String>,
+    /// The ONNX Runtime shared library for the onnxruntime engine (the `onnxruntime` wheel's
+    /// onnxruntime/capi/libonnxruntime.so.*); else ORT_DYLIB_PATH, the dynamic loader's path, then
+    /// an active or user Python environment's wheel. Without one, tract serves ONNX models.
+    #[arg(long, value_name = "PATH")]
+    onnxruntime_library: Option<PathBuf>,
     /// Cluster-wide autoscaler settings as KEY=VALUE: the keys of Knative's config-autoscaler
     /// ConfigMap (e.g. scale-to-zero-grace-period=30s, stable-window=60s), under each
     /// InferenceService's own annotations and fields.
@@ -138,6 +143,11 @@ struct ServeArgs {
     /// default-max-batch-size=N (max_batch_size auto-complete gives models that can batch).
     #[arg(long = "backend-config", value_name = "[BACKEND,]KEY=VALUE")]
     backend_config: Vec<String>,
+    /// The ONNX Runtime shared library for the onnxruntime engine (the `onnxruntime` wheel's
+    /// onnxruntime/capi/libonnxruntime.so.*); else ORT_DYLIB_PATH, the dynamic loader's path, then
+    /// an active or user Python environment's wheel. Without one, tract serves ONNX models.
+    #[arg(long, value_name = "PATH")]
+    onnxruntime_library: Option<PathBuf>,
     /// When models load: none (all at startup; no load/unload API), explicit (--load-model
     /// at startup, then the load/unload API), poll (all at startup, then rescans).
     #[arg(long, value_name = "none|explicit|poll", default_value = "none", value_parser = parse_control_mode)]
@@ -160,14 +170,22 @@ fn parse_control_mode(s: &str) -> Result<ControlMode, String> {
 }
 
 /// The engines this binary is built with, most preferred first: candle takes the Hugging Face
-/// checkouts it recognizes; tract serves ONNX and is the default for configs that name no
-/// platform.
-fn engines() -> Engines {
-    Engines::new(vec![Arc::new(CandleBackend), Arc::new(OnnxBackend)])
+/// checkouts it recognizes; onnxruntime (when its library loads) and tract serve ONNX, and race
+/// for models whose config names neither (see `quiver_core::engines`).
+fn engines(onnxruntime_library: Option<PathBuf>) -> Engines {
+    let mut engines: Vec<Arc<dyn quiver_core::Backend>> = vec![Arc::new(CandleBackend)];
+    #[cfg(feature = "onnxruntime")]
+    engines.push(Arc::new(quiver_engine_onnxruntime::OrtBackend::new(onnxruntime_library)));
+    #[cfg(not(feature = "onnxruntime"))]
+    if let Some(path) = onnxruntime_library {
+        tracing::warn!("--onnxruntime-library {} ignored: this binary is built without the onnxruntime feature", path.display());
+    }
+    engines.push(Arc::new(OnnxBackend));
+    Engines::new(engines)
 }
 
-fn load_options(settings: &[String]) -> anyhow::Result<LoadOptions> {
-    let mut options = LoadOptions { engines: engines(), ..LoadOptions::default() };
+fn load_options(settings: &[String], onnxruntime_library: Option<PathBuf>) -> anyhow::Result<LoadOptions> {
+    let mut options = LoadOptions { engines: engines(onnxruntime_library), ..LoadOptions::default() };
     for setting in settings {
         // Triton accepts "<backend>,<key>=<value>" and "<key>=<value>".
         let kv = setting.rsplit_once(',').map_or(setting.as_str(), |(_, kv)| kv);
@@ -212,7 +230,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         grpc_addr: SocketAddr::new(args.grpc_address, args.grpc_port),
         max_body_bytes: args.http_max_body_bytes,
         registry: RegistryOptions {
-            load: load_options(&args.backend_config)?,
+            load: load_options(&args.backend_config, args.onnxruntime_library.clone())?,
             control_mode: args.model_control_mode,
             startup_models: args.load_model,
         },
@@ -249,7 +267,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         grpc_addr: SocketAddr::new(args.grpc_address, args.grpc_port),
         max_body_bytes: args.http_max_body_bytes,
         registry: RegistryOptions {
-            load: load_options(&args.backend_config)?,
+            load: load_options(&args.backend_config, args.onnxruntime_library.clone())?,
             control_mode: ControlMode::Explicit,
             startup_models: Vec::new(),
         },

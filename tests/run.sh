@@ -27,6 +27,10 @@ cargo clippy --release --locked --workspace --all-targets -- -D warnings
 echo "==> python venv (target/pyenv)"
 venv="$(bash tests/setup-venv.sh | tail -n 1)"
 export QUIVER_TEST_PYTHON="$venv/bin/python"
+# The onnxruntime engine's library, from the venv's onnxruntime wheel: its Rust and e2e tests
+# (and the served models that ask for it) use it.
+ORT_DYLIB_PATH="$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)"
+export ORT_DYLIB_PATH
 
 echo "==> cargo test (workspace, release profile)"
 cargo test --release --locked --workspace

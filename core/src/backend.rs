@@ -98,6 +98,26 @@ pub enum Placement {
     Gpu(usize),
 }
 
+/// An execution accelerator of the config's `optimization { execution_accelerators }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accelerator {
+    /// Its name (`tensorrt`, `cuda`, `openvino`, ...).
+    pub name: String,
+    /// Its `parameters` map.
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// The config's `optimization` settings an engine may honour.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Optimization {
+    /// `optimization { graph { level } }`: -1 basic, 0 the engine's default, 1 all; `None` when unset.
+    pub graph_level: Option<i32>,
+    /// `execution_accelerators { gpu_execution_accelerator }`, in order.
+    pub gpu_accelerators: Vec<Accelerator>,
+    /// `execution_accelerators { cpu_execution_accelerator }`, in order.
+    pub cpu_accelerators: Vec<Accelerator>,
+}
+
 /// What a load needs beyond the model file: where it runs and the config's string parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -105,6 +125,8 @@ pub struct LoadOptions {
     pub placement: Placement,
     /// `parameters { key value { string_value } }` of the model config.
     pub parameters: BTreeMap<String, String>,
+    /// The config's `optimization` settings.
+    pub optimization: Optimization,
 }
 
 /// A loaded model, ready to execute. Implementations are shared between executor threads.
@@ -137,6 +159,12 @@ pub trait Model: Send + Sync {
     /// stacked in `inputs`. The default ignores it and calls [`Model::execute`].
     fn execute_prepared(&self, inputs: Vec<Tensor>, _prepared: &[Encoded]) -> Result<Vec<Tensor>, BackendError> {
         self.execute(inputs)
+    }
+
+    /// The engine that runs it, when the backend that loaded it chose one of several (see
+    /// [`crate::engines`]); `None` means the loading backend's own name.
+    fn engine(&self) -> Option<&'static str> {
+        None
     }
 }
 
@@ -175,6 +203,12 @@ pub trait Backend: Send + Sync {
     /// The GPUs and their memory as this engine's driver reports them; `None` when the engine
     /// has no GPU support in this build (no GPU metrics are then exported for it).
     fn gpus(&self) -> Option<Result<Vec<GpuInfo>, String>> {
+        None
+    }
+
+    /// Why this engine cannot run models in this process (its shared library is missing, say);
+    /// `None` when it can. An unavailable engine is skipped for models that did not ask for it.
+    fn unavailable(&self) -> Option<String> {
         None
     }
 

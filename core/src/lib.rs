@@ -8,6 +8,7 @@ pub mod backend;
 pub mod config;
 pub mod datatype;
 pub mod engines;
+mod fastest;
 pub mod tensor;
 
 /// Types generated from `proto/model_config.proto` (Triton's `ModelConfig`) and, with the
@@ -22,7 +23,8 @@ pub mod proto {
 }
 
 pub use backend::{
-    Backend, BackendError, Encoded, GpuInfo, LoadOptions, Model, ModelSignature, Placement, Sequence, TensorInfo, TokenCount,
+    Accelerator, Backend, BackendError, Encoded, GpuInfo, LoadOptions, Model, ModelSignature, Optimization, Placement, Sequence,
+    TensorInfo, TokenCount,
 };
 pub use config::{ConfigError, ModelConfig};
 pub use datatype::DataType;

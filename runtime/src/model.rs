@@ -9,8 +9,8 @@ use std::{
 
 use quiver_core::{
     config::{self, ConfigError},
-    proto, Backend, DataType, Encoded, EngineError, Engines, LoadOptions as BackendOptions, Model, ModelConfig, Placement, Tensor,
-    TensorInfo,
+    proto, Accelerator, Backend, DataType, Encoded, EngineError, Engines, LoadOptions as BackendOptions, Model, ModelConfig, Optimization,
+    Placement, Tensor, TensorInfo,
 };
 use thiserror::Error;
 
@@ -168,11 +168,25 @@ fn placement(config: &ModelConfig) -> Placement {
         .map_or(Placement::Cpu, |g| Placement::Gpu(g.gpus.first().and_then(|&o| usize::try_from(o).ok()).unwrap_or(0)))
 }
 
+/// The config's `optimization` settings, as the engines take them.
+fn optimization(config: &ModelConfig) -> Optimization {
+    let Some(policy) = &config.optimization else { return Optimization::default() };
+    let accelerators = |list: &[proto::model_optimization_policy::execution_accelerators::Accelerator]| {
+        list.iter().map(|a| Accelerator { name: a.name.clone(), parameters: a.parameters.clone().into_iter().collect() }).collect()
+    };
+    let (gpu, cpu) = policy
+        .execution_accelerators
+        .as_ref()
+        .map(|e| (accelerators(&e.gpu_execution_accelerator), accelerators(&e.cpu_execution_accelerator)))
+        .unwrap_or_default();
+    Optimization { graph_level: policy.graph.as_ref().map(|g| g.level), gpu_accelerators: gpu, cpu_accelerators: cpu }
+}
+
 /// Loads the model file for the config's placement. A GPU load that fails falls back to the
 /// CPU only when the config's `gpu_fallback` parameter is `cpu`.
 fn load_model(backend: &dyn Backend, path: &Path, config: &ModelConfig, name: &str) -> Result<Box<dyn Model>, LoadError> {
     let parameters = config.parameters.iter().map(|(k, v)| (k.clone(), v.string_value.clone())).collect();
-    let options = BackendOptions { placement: placement(config), parameters };
+    let options = BackendOptions { placement: placement(config), parameters, optimization: optimization(config) };
     match backend.load_with(path, &options) {
         Err(e) if options.placement != Placement::Cpu && config_parameter(config, "gpu_fallback") == Some("cpu") => {
             tracing::warn!(model = %name, "GPU load failed, falling back to the CPU as configured (gpu_fallback: cpu): {e}");
@@ -187,7 +201,8 @@ impl ModelVersion {
     /// Loads `version` of the model in `dir`. Blocking: call it off the reactor.
     pub fn load(dir: &ModelDirectory, version: u64, options: &LoadOptions) -> Result<ModelVersion, LoadError> {
         let version_dir = dir.path.join(version.to_string());
-        let backend = options.engines.select(&dir.config.platform, &dir.config.backend, &version_dir)?.as_ref();
+        let engine = options.engines.select(&dir.config.platform, &dir.config.backend, &version_dir)?;
+        let backend = engine.as_ref();
         let file = if dir.config.default_model_filename.is_empty() {
             backend.default_model_filename()
         } else {
@@ -202,7 +217,7 @@ impl ModelVersion {
             &mut config,
             &dir.name,
             backend.platform(),
-            backend.name(),
+            model.engine().unwrap_or(backend.name()),
             model.signature(),
             options.default_max_batch_size,
         )?;

@@ -37,14 +37,26 @@ struct Args {
     /// For a text model: a JSON list of the texts to embed.
     #[arg(long)]
     texts: Option<PathBuf>,
+    /// The engine for an ONNX model: tract, or onnxruntime (its library from ORT_DYLIB_PATH).
+    #[arg(long, default_value = "tract")]
+    engine: String,
+    /// onnxruntime's intra_op_thread_count (0: its default, one per core).
+    #[arg(long, default_value_t = 0)]
+    intra_op_threads: usize,
 }
 
-/// The model at `path`: candle for `.safetensors`, tract for the rest.
-fn load(path: &std::path::Path) -> anyhow::Result<Box<dyn Model>> {
+/// The model at `path`: candle for `.safetensors`, the chosen engine for the rest.
+fn load(path: &std::path::Path, args: &Args) -> anyhow::Result<Box<dyn Model>> {
     Ok(if path.extension().is_some_and(|e| e == "safetensors") {
         Box::new(EmbeddingModel::load(path, &LoadOptions::default())?)
-    } else {
+    } else if args.engine == "onnxruntime" {
+        let mut options = LoadOptions::default();
+        options.parameters.insert("intra_op_thread_count".into(), args.intra_op_threads.to_string());
+        Box::new(quiver_engine_onnxruntime::OrtBackend::new(None).load_model(path, &options)?)
+    } else if args.engine == "tract" {
         Box::new(OnnxModel::load(path)?)
+    } else {
+        bail!("--engine {}: expected tract or onnxruntime", args.engine)
     })
 }
 
@@ -85,7 +97,7 @@ fn batch_inputs(model: &dyn Model, batch: usize, texts: &[String]) -> anyhow::Re
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let model = load(&args.model).with_context(|| format!("loading {}", args.model.display()))?;
+    let model = load(&args.model, &args).with_context(|| format!("loading {}", args.model.display()))?;
     let texts: Vec<String> = match &args.texts {
         Some(path) => serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
             .with_context(|| format!("{}: expected a JSON list of strings", path.display()))?,

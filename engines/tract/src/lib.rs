@@ -20,13 +20,14 @@ pub struct OnnxBackend;
 
 impl Backend for OnnxBackend {
     fn name(&self) -> &'static str {
-        "onnxruntime"
+        "tract"
     }
 
-    /// Triton's ONNX platform and backend names; and the default engine when a config names
-    /// neither.
+    /// Triton's ONNX platform; `backend: "tract"`; a default engine when a config names neither;
+    /// and `backend: "onnxruntime"` in builds without an engine of that name (a config naming
+    /// an engine that exists asks for that engine: see `quiver_core::engines`).
     fn serves(&self, platform: &str, backend: &str) -> bool {
-        matches!(platform, "" | "onnxruntime_onnx") && matches!(backend, "" | "onnxruntime")
+        matches!(platform, "" | "onnxruntime_onnx") && matches!(backend, "" | "tract" | "onnxruntime")
     }
 
     fn platform(&self) -> &'static str {
