@@ -8,7 +8,9 @@
 #      exported as QUIVER_TEST_PYTHON (the S3 storage tests run moto's server from it);
 #   4. runs the Rust unit and integration tests (cargo test --release: tract is far too slow
 #      unoptimized, and sharing the release profile builds the dependencies only once);
-#   5. runs the end-to-end suite (tests/e2e) against the real binary with tritonclient,
+#   5. builds the fuzz targets (fuzz/, cargo fuzz) and runs each for a few seconds, so they keep
+#      compiling and exercised;
+#   6. runs the end-to-end suite (tests/e2e) against the real binary with tritonclient,
 #      onnxruntime as the reference, and raw HTTP.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,6 +31,9 @@ export QUIVER_TEST_PYTHON="$venv/bin/python"
 
 echo "==> cargo test (workspace, release profile)"
 cargo test --release --locked --workspace
+
+echo "==> fuzz targets: build, and run each for a few seconds from its corpus (fuzz/run.sh)"
+bash fuzz/run.sh smoke 5
 
 echo "==> end-to-end tests (tests/e2e)"
 QUIVER_BIN="$root/target/release/quiver" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"
