@@ -28,7 +28,10 @@ type Spec = (&'static str, DataType, &'static [i64], Option<&'static [i64]>);
 fn model(name: &str, max_batch_size: i32, inputs: &[Spec], outputs: &[Spec]) -> VersionInfo {
     let full = |dims: &[i64]| if max_batch_size > 0 { std::iter::once(-1).chain(dims.iter().copied()).collect() } else { dims.to_vec() };
     let infos = |specs: &[Spec]| -> Vec<TensorInfo> {
-        specs.iter().map(|(name, datatype, dims, _)| TensorInfo { name: name.to_string(), datatype: *datatype, shape: full(dims) }).collect()
+        specs
+            .iter()
+            .map(|(name, datatype, dims, _)| TensorInfo { name: name.to_string(), datatype: *datatype, shape: full(dims) })
+            .collect()
     };
     VersionInfo {
         name: name.into(),
@@ -114,14 +117,16 @@ pub fn openai_embeddings(body: &[u8]) -> Result<(), ServeError> {
 /// a load does with it: parsing, auto-completion against a fixed model signature, the
 /// scheduler's queue policy and token budget, and the JSON served at `/v2/models/{m}/config`.
 pub fn model_config(text: &str, json: bool) -> Result<(), ServeError> {
-    let mut parsed = if json { config::parse_json(text) } else { config::parse_pbtxt(text) }.map_err(|e| ServeError::invalid(e.to_string()))?;
+    let mut parsed =
+        if json { config::parse_json(text) } else { config::parse_pbtxt(text) }.map_err(|e| ServeError::invalid(e.to_string()))?;
     let _ = config::to_json(&parsed);
     let tensor = |name: &str, datatype, shape: &[i64]| TensorInfo { name: name.into(), datatype, shape: shape.to_vec() };
     let signature = ModelSignature {
         inputs: vec![tensor("x", DataType::Fp32, &[-1, 3]), tensor("t", DataType::Bytes, &[-1])],
         outputs: vec![tensor("a", DataType::Fp32, &[-1, 2])],
     };
-    config::autocomplete(&mut parsed, "m", "onnxruntime_onnx", "onnxruntime", &signature, 4).map_err(|e| ServeError::invalid(e.to_string()))?;
+    config::autocomplete(&mut parsed, "m", "onnxruntime_onnx", "onnxruntime", &signature, 4)
+        .map_err(|e| ServeError::invalid(e.to_string()))?;
     crate::scheduler::policy::queue_policy(&parsed).map_err(ServeError::invalid)?;
     crate::model::max_batch_tokens(&parsed).map_err(|e| ServeError::invalid(e.to_string()))?;
     let _ = config::to_json(&parsed);
