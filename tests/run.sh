@@ -8,12 +8,20 @@
 #      exported as QUIVER_TEST_PYTHON (the S3 storage tests run moto's server from it);
 #   4. runs the Rust unit and integration tests (cargo test --release: tract is far too slow
 #      unoptimized, and sharing the release profile builds the dependencies only once);
-#   5. runs the end-to-end suite (tests/e2e) against the real binary with tritonclient,
+#   5. builds the fuzz targets (fuzz/, cargo fuzz, unoptimized) and runs each for a few seconds,
+#      so they keep compiling and exercised;
+#   6. runs the end-to-end suite (tests/e2e) against the real binary with tritonclient,
 #      onnxruntime as the reference, and raw HTTP; test_openapi.py runs schemathesis against
 #      the published OpenAPI document (docs/openapi/) of `quiver serve` and `quiver up`.
+# The venv is made in the background while Rust compiles (it is network-bound, the build is not).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+mkdir -p target
+echo "==> python venv (target/pyenv), in the background"
+bash tests/setup-venv.sh >target/setup-venv.log 2>&1 &
+venv_job=$!
 
 echo "==> cargo build --release"
 cargo build --release --locked
@@ -24,8 +32,12 @@ cargo fmt --all --check
 echo "==> cargo clippy (workspace, all targets, release profile, -D warnings)"
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
 
-echo "==> python venv (target/pyenv)"
-venv="$(bash tests/setup-venv.sh | tail -n 1)"
+echo "==> python venv (target/pyenv): waiting for it"
+if ! wait "$venv_job"; then
+  cat target/setup-venv.log >&2
+  exit 1
+fi
+venv="$(tail -n 1 target/setup-venv.log)"
 export QUIVER_TEST_PYTHON="$venv/bin/python"
 # The onnxruntime engine's library, from the venv's onnxruntime wheel: its Rust and e2e tests
 # (and the served models that ask for it) use it.
@@ -34,6 +46,9 @@ export ORT_DYLIB_PATH
 
 echo "==> cargo test (workspace, release profile)"
 cargo test --release --locked --workspace
+
+echo "==> fuzz targets: build, and run each for a few seconds from its corpus (fuzz/run.sh)"
+bash fuzz/run.sh smoke 5
 
 echo "==> end-to-end tests (tests/e2e)"
 QUIVER_BIN="$root/target/release/quiver" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"

@@ -11,6 +11,8 @@
 mod autoscale;
 mod edge;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod http;
 pub mod infer;

@@ -148,7 +148,7 @@ fn config_parameter<'a>(config: &'a ModelConfig, key: &str) -> Option<&'a str> {
 }
 
 /// The config's `max_batch_tokens` parameter, or the default.
-fn max_batch_tokens(config: &ModelConfig) -> Result<usize, LoadError> {
+pub(crate) fn max_batch_tokens(config: &ModelConfig) -> Result<usize, LoadError> {
     match config_parameter(config, "max_batch_tokens") {
         None => Ok(DEFAULT_MAX_BATCH_TOKENS),
         Some(text) => text.trim().parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {

@@ -304,7 +304,7 @@ async fn read_body(state: &HttpState, request: Request<Incoming>) -> Result<(htt
 /// Undoes a request's `Content-Encoding` (tritonclient's `request_compression_algorithm`
 /// sends `gzip` or `deflate`). The decompressed size is held to the same limit as the body,
 /// so a small compressed body cannot expand without bound.
-fn decode_content(encoding: Option<&HeaderValue>, body: Bytes, limit: usize) -> Result<Bytes, ServeError> {
+pub(crate) fn decode_content(encoding: Option<&HeaderValue>, body: Bytes, limit: usize) -> Result<Bytes, ServeError> {
     use std::io::Read;
     let encoding = match encoding.map(|v| v.to_str().map(|s| s.trim().to_ascii_lowercase())) {
         None => return Ok(body),
@@ -374,16 +374,7 @@ fn model_metadata(state: &HttpState, model: &VersionInfo) -> Value {
 
 async fn v2_infer(state: &HttpState, routed: Routed, request: Request<Incoming>) -> Result<HttpResponse, ServeError> {
     let (parts, body) = read_body(state, request).await?;
-    let json_length = match parts.headers.get(v2::HEADER_CONTENT_LENGTH) {
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .ok_or_else(|| ServeError::InvalidInput("Inference-Header-Content-Length is not a number".into()))?,
-        ),
-        None => None,
-    };
+    let json_length = v2::json_length(parts.headers.get(v2::HEADER_CONTENT_LENGTH).map(HeaderValue::as_bytes))?;
     let decoded = v2::decode_request(body, json_length)?;
     let options = v2::RequestOptions::of(&decoded);
     let valid = routed.info().validate_counted(decoded)?;

@@ -17,6 +17,7 @@ use super::{json_response, pinned_revision, read_body, status_of, HttpResponse, 
 use crate::{
     infer::{InferInput, InferRequest, RequestedOutput},
     model::VersionInfo,
+    validate::ValidRequest,
     ServeError,
 };
 
@@ -136,6 +137,53 @@ fn infer_request(model: &VersionInfo, input: &str, output: &str, text: &str) -> 
     })
 }
 
+/// An embeddings body, decoded and checked as far as it can be without the model.
+pub(crate) struct Decoded {
+    /// The model asked for.
+    pub(crate) model: String,
+    /// The texts to embed.
+    pub(crate) texts: Vec<String>,
+    encoding: Encoding,
+    dimensions: Option<u64>,
+}
+
+/// Decodes an embeddings request body.
+pub(crate) fn decode(body: &[u8]) -> Result<Decoded, ServeError> {
+    let parsed: EmbeddingsRequest =
+        serde_json::from_slice(body).map_err(|e| ServeError::invalid(format!("failed to parse the request JSON: {e}")))?;
+    let encoding = encoding(parsed.encoding_format.as_deref())?;
+    let texts = texts(parsed.input)?;
+    Ok(Decoded { model: parsed.model, texts, encoding, dimensions: parsed.dimensions })
+}
+
+/// The checked requests of a decoded body for `model`, and the output they answer with.
+pub(crate) struct Embedding<'a> {
+    /// One request per text.
+    pub(crate) requests: Vec<ValidRequest>,
+    /// The embedding output's name.
+    pub(crate) output: &'a str,
+    /// The embedding width.
+    pub(crate) hidden: usize,
+}
+
+/// One request per text, as text-embeddings-inference queues them: the dynamic batcher merges
+/// them again within max_batch_size and the token budget, and padding stays per batch.
+pub(crate) fn embedding_requests<'a>(model: &'a VersionInfo, parsed: &Decoded) -> Result<Embedding<'a>, ServeError> {
+    let (input, output, hidden) = embedding_tensors(model)?;
+    if parsed.dimensions.is_some_and(|d| d != hidden as u64) {
+        return Err(ServeError::invalid(format!(
+            "model '{}' gives {hidden} dimensions; other 'dimensions' are not supported",
+            parsed.model
+        )));
+    }
+    let requests = parsed
+        .texts
+        .iter()
+        .map(|text| infer_request(model, input, output, text).and_then(|r| model.validate_counted(r)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Embedding { requests, output, hidden })
+}
+
 /// Serves `POST /openai/v1/embeddings`; errors come back in OpenAI's shape.
 pub async fn embeddings(state: &HttpState, request: Request<Incoming>) -> HttpResponse {
     match embed(state, request).await {
@@ -147,29 +195,13 @@ pub async fn embeddings(state: &HttpState, request: Request<Incoming>) -> HttpRe
 async fn embed(state: &HttpState, request: Request<Incoming>) -> Result<Value, ServeError> {
     let pin = pinned_revision(&request)?;
     let (_, body) = read_body(state, request).await?;
-    let parsed: EmbeddingsRequest =
-        serde_json::from_slice(&body).map_err(|e| ServeError::invalid(format!("failed to parse the request JSON: {e}")))?;
-    let encoding = encoding(parsed.encoding_format.as_deref())?;
-    let texts = texts(parsed.input)?;
+    let parsed = decode(&body)?;
     // Routed once: every text goes to the same version (and side of a canary split).
     let routed = state.registry.route(&parsed.model, "", pin)?;
     let info = routed.info().clone();
-    let (input, output, hidden) = embedding_tensors(&info)?;
-    if parsed.dimensions.is_some_and(|d| d != hidden as u64) {
-        return Err(ServeError::invalid(format!(
-            "model '{}' gives {hidden} dimensions; other 'dimensions' are not supported",
-            parsed.model
-        )));
-    }
-    // One queued request per text, as text-embeddings-inference queues them: the dynamic
-    // batcher merges them again within max_batch_size and the token budget, and padding stays
-    // per batch.
-    let requests = texts
-        .iter()
-        .map(|text| infer_request(&info, input, output, text).and_then(|r| info.validate_counted(r)))
-        .collect::<Result<Vec<_>, _>>()?;
+    let Embedding { requests, output, hidden } = embedding_requests(&info, &parsed)?;
     let answers = routed.infer_all(requests).await?;
-    let mut data = Vec::with_capacity(texts.len());
+    let mut data = Vec::with_capacity(parsed.texts.len());
     let mut prompt_tokens = 0;
     for answer in answers {
         prompt_tokens += answer.tokens.map_or(0, |t| t.total);
@@ -181,15 +213,15 @@ async fn embed(state: &HttpState, request: Request<Incoming>) -> Result<Value, S
             .ok_or_else(|| ServeError::Inference(format!("model '{}' returned no '{output}' output", parsed.model)))?;
         for row in rows(&tensor, hidden)? {
             let index = data.len();
-            data.push(EmbeddingObject { object: "embedding", index, embedding: vector(row, encoding) });
+            data.push(EmbeddingObject { object: "embedding", index, embedding: vector(row, parsed.encoding) });
         }
     }
-    if data.len() != texts.len() {
+    if data.len() != parsed.texts.len() {
         return Err(ServeError::Inference(format!(
             "model '{}' returned {} embeddings for {} texts",
             parsed.model,
             data.len(),
-            texts.len()
+            parsed.texts.len()
         )));
     }
     let response =

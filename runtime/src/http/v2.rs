@@ -45,6 +45,17 @@ struct OutputJson {
     parameters: Option<Map<String, Value>>,
 }
 
+/// Reads the `Inference-Header-Content-Length` header's value, when the request has one.
+pub(crate) fn json_length(header: Option<&[u8]>) -> Result<Option<usize>, ServeError> {
+    let Some(value) = header else { return Ok(None) };
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|v| v.is_ascii())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map(Some)
+        .ok_or_else(|| ServeError::InvalidInput("Inference-Header-Content-Length is not a number".into()))
+}
+
 /// Converts JSON parameters; nested objects and arrays are rejected.
 pub fn parameters_from_json(map: Option<Map<String, Value>>) -> Result<Parameters, ServeError> {
     let mut out = Parameters::new();

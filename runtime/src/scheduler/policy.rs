@@ -13,6 +13,10 @@ use super::queue::{LevelPolicy, QueuePolicy, TimeoutAction};
 /// Quiver always bounds its queues).
 pub const DEFAULT_MAX_QUEUE_SIZE: usize = 1024;
 
+/// Most priority levels a config may ask for. Each level is a queue the scheduler keeps and
+/// scans, so the count, a 64-bit number in the config, is bounded before anything is sized by it.
+pub const MAX_PRIORITY_LEVELS: u64 = 1024;
+
 fn level(policy: Option<&ModelQueuePolicy>) -> LevelPolicy {
     let Some(p) = policy else {
         return LevelPolicy {
@@ -53,6 +57,9 @@ pub fn queue_policy(config: &ModelConfig) -> Result<(QueuePolicy, bool), String>
         db.preferred_batch_size.iter().filter_map(|&p| usize::try_from(p).ok()).filter(|&p| p > 0 && p <= max_batch_size.max(1)).collect();
     if preferred.is_empty() {
         preferred.push(max_batch_size.max(1));
+    }
+    if db.priority_levels > MAX_PRIORITY_LEVELS {
+        return Err(format!("priority_levels {} is more than the {MAX_PRIORITY_LEVELS} supported", db.priority_levels));
     }
     let levels = db.priority_levels as usize;
     let default_priority = if levels == 0 {
@@ -123,5 +130,11 @@ mod tests {
         let (unbatched, _) = queue_policy(&parse_pbtxt("max_batch_size: 0 dynamic_batching {}").unwrap()).unwrap();
         assert!(!unbatched.dynamic);
         assert!(queue_policy(&parse_pbtxt("max_batch_size: 8 dynamic_batching { priority_levels: 2 }").unwrap()).is_err());
+        // A level count from the config sizes nothing before it is checked.
+        let huge = parse_pbtxt("max_batch_size: 8 dynamic_batching { priority_levels: 18446744073709551615 default_priority_level: 1 }");
+        let err = queue_policy(&huge.unwrap()).unwrap_err();
+        assert!(err.contains("priority_levels 18446744073709551615 is more than the 1024 supported"), "{err}");
+        let most = parse_pbtxt("max_batch_size: 8 dynamic_batching { priority_levels: 1024 default_priority_level: 1 }").unwrap();
+        assert_eq!(queue_policy(&most).unwrap().0.levels.len(), 1024);
     }
 }
