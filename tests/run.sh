@@ -18,21 +18,24 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+# Each stage says when it starts (wall clock, seconds since the script began).
+stage() { echo "==> $1 [$(date +%T), +${SECONDS}s]"; }
+
 mkdir -p target
-echo "==> python venv (target/pyenv), in the background"
+stage "python venv (target/pyenv), in the background"
 bash tests/setup-venv.sh >target/setup-venv.log 2>&1 &
 venv_job=$!
 
-echo "==> cargo build --release"
+stage "cargo build --release"
 cargo build --release --locked
 
-echo "==> cargo fmt --check"
+stage "cargo fmt --check"
 cargo fmt --all --check
 
-echo "==> cargo clippy (workspace, all targets, release profile, -D warnings)"
+stage "cargo clippy (workspace, all targets, release profile, -D warnings)"
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
 
-echo "==> python venv (target/pyenv): waiting for it"
+stage "python venv (target/pyenv): waiting for it"
 if ! wait "$venv_job"; then
   cat target/setup-venv.log >&2
   exit 1
@@ -44,11 +47,11 @@ export QUIVER_TEST_PYTHON="$venv/bin/python"
 ORT_DYLIB_PATH="$(ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* | head -n 1)"
 export ORT_DYLIB_PATH
 
-echo "==> cargo test (workspace, release profile)"
+stage "cargo test (workspace, release profile)"
 cargo test --release --locked --workspace
 
-echo "==> fuzz targets: build, and run each for a few seconds from its corpus (fuzz/run.sh)"
+stage "fuzz targets: build, and run each for a few seconds from its corpus (fuzz/run.sh)"
 bash fuzz/run.sh smoke 5
 
-echo "==> end-to-end tests (tests/e2e)"
+stage "end-to-end tests (tests/e2e)"
 QUIVER_BIN="$root/target/release/quiver" "$venv/bin/python" -m pytest tests/e2e -q -p no:cacheprovider "$@"

@@ -54,6 +54,10 @@ fn execution(e: impl fmt::Display) -> BackendError {
 impl OrtModel {
     /// Creates the first session for the model at `path` and reads its signature.
     pub(crate) fn load(environment: &Environment, path: &Path, settings: SessionSettings) -> Result<OrtModel, BackendError> {
+        // ONNX Runtime sizes tensors from the file's claims; the one ONNX file check (the tract
+        // engine's, on tract-onnx's protobuf types) runs first, so a file claiming more than it
+        // holds fails here with the tensor named.
+        quiver_engine_tract::check_onnx_file(path).map_err(|e| load_error(path, e))?;
         let session = new_session(environment, path, &settings)?;
         let mut input_types = Vec::new();
         let mut inputs = Vec::new();

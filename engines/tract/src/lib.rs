@@ -55,6 +55,14 @@ fn load_error(path: &Path, e: impl std::fmt::Display) -> BackendError {
     BackendError::Load(format!("{}: {e:#}", path.display()))
 }
 
+/// Checks the ONNX file at `path` as this engine does before loading it (every tensor against
+/// the bytes backing it, external data inside the model's directory, at most 2 GiB), without
+/// building a model: for engines that hand the file to a library that would trust its claims
+/// (the onnxruntime engine). The error says what is wrong and names the tensor.
+pub fn check_onnx_file(path: &Path) -> Result<(), String> {
+    check::read_checked(path).map(drop)
+}
+
 impl OnnxModel {
     /// Parses, type-checks and optimizes the model at `path`.
     pub fn load(path: &Path) -> Result<OnnxModel, BackendError> {

@@ -86,9 +86,10 @@ fn index(state: &HttpState, body: &Bytes) -> Result<HttpResponse, ServeError> {
     Ok(json_response(StatusCode::OK, &Value::Array(rows)))
 }
 
-/// A repository request's body: a JSON object, or nothing (an empty body is `{}`).
+/// A repository request's body: a JSON object, or nothing (an empty body is `{}`; whitespace
+/// alone is not JSON, and is refused as the document says).
 fn body_object(body: &[u8]) -> Result<Map<String, Value>, ServeError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    if body.is_empty() {
         return Ok(Map::new());
     }
     match serde_json::from_slice(body) {
