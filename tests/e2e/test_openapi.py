@@ -54,30 +54,30 @@ def schemathesis(url: str, report: Path, seconds: int, *extra: str) -> None:
     assert proc.returncode == 0, f"schemathesis found failures ({' '.join(cmd)}):\n{out[-20000:]}"
 
 
+def running(srv, name: str, binary: str):
+    """Starts `srv` and yields it; afterwards it must still be alive and exit 0 on SIGTERM."""
+    srv.start()
+    yield srv
+    alive = srv.proc.poll() is None
+    rc = srv.terminate(signal.SIGTERM, timeout=15)
+    assert alive, f"{name} died under schemathesis:\n{srv.log_tail()}"
+    assert rc == 0, f"{binary} did not exit 0 on SIGTERM (rc={rc}):\n{srv.log_tail()}"
+
+
 @pytest.fixture(scope="module")
 def data_plane(tmp_path_factory):
     """Its own server: schemathesis loads and unloads models, which must not disturb other tests."""
     repo = copy_deploy_models(tmp_path_factory.mktemp("openapi") / "models")
     srv = QuiverServer(repo, tmp_path_factory.mktemp("log") / "quiver.log",
                        ["--model-control-mode", "explicit", "--load-model", "*"])
-    srv.start()
-    yield srv
-    alive = srv.proc.poll() is None
-    rc = srv.terminate(signal.SIGTERM, timeout=15)
-    assert alive, f"the server died under schemathesis:\n{srv.log_tail()}"
-    assert rc == 0, f"quiver did not exit 0 on SIGTERM (rc={rc}):\n{srv.log_tail()}"
+    yield from running(srv, "the server", "quiver")
 
 
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory):
     home = tmp_path_factory.mktemp("openapi-home")
     srv = UpServer(home, tmp_path_factory.mktemp("log") / "up.log")
-    srv.start()
-    yield srv
-    alive = srv.proc.poll() is None
-    rc = srv.terminate(signal.SIGTERM, timeout=15)
-    assert alive, f"quiver up died under schemathesis:\n{srv.log_tail()}"
-    assert rc == 0, f"quiver up did not exit 0 on SIGTERM (rc={rc}):\n{srv.log_tail()}"
+    yield from running(srv, "quiver up", "quiver up")
 
 
 def validate(document: dict) -> None:
