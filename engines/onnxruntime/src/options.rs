@@ -2,7 +2,10 @@
 //!
 //! Parameters (`parameters { key value { string_value } }`): `intra_op_thread_count`,
 //! `inter_op_thread_count`, `execution_mode` (0 sequential, 1 parallel), `enable_mem_arena`,
-//! `enable_mem_pattern`, `share_session_between_instances`. `optimization { graph { level } }`:
+//! `enable_mem_pattern`, `share_session_between_instances`, and any ONNX Runtime session
+//! configuration key (`session.…`, e.g. Triton's `session.use_device_allocator_for_initializers`
+//! or `session.intra_op.allow_spinning`), passed to the session as given.
+//! `optimization { graph { level } }`:
 //! -1 basic, 1 basic and extended, 2 none, unset or 0 all (Triton's mapping). Execution
 //! accelerators: on a GPU placement CUDA is always registered first-tried after any `tensorrt`
 //! named in `gpu_execution_accelerator`; `cpu_execution_accelerator` (OpenVINO) is refused with
@@ -28,6 +31,8 @@ pub(crate) struct SessionSettings {
     /// Whether every instance runs on one session (one batch at a time) rather than each on its own.
     pub(crate) share_session: bool,
     providers: Vec<(String, BTreeMap<String, String>)>,
+    /// ONNX Runtime session configuration entries (`session.` keys), in key order.
+    config_entries: Vec<(String, String)>,
     placement: Placement,
 }
 
@@ -104,6 +109,7 @@ impl SessionSettings {
             level,
             share_session: flag(p, "share_session_between_instances")?.unwrap_or(false),
             providers,
+            config_entries: p.iter().filter(|(k, _)| k.starts_with("session.")).map(|(k, v)| (k.clone(), v.trim().to_string())).collect(),
             placement: options.placement.clone(),
         })
     }
@@ -121,6 +127,9 @@ impl SessionSettings {
         builder = builder.with_parallel_execution(self.parallel).map_err(fail)?;
         if let Some(enable) = self.mem_pattern {
             builder = builder.with_memory_pattern(enable).map_err(fail)?;
+        }
+        for (key, value) in &self.config_entries {
+            builder = builder.with_config_entry(key, value).map_err(fail)?;
         }
         let mut providers: Vec<ExecutionProviderDispatch> = Vec::new();
         let device = match self.placement {
@@ -163,5 +172,45 @@ fn tensorrt_key(key: &str, value: &str) -> (String, String) {
         ("max_workspace_size_bytes", v) => ("trt_max_workspace_size".into(), v.into()),
         (k, v) if k.starts_with("trt_") => (k.into(), v.into()),
         (k, v) => (format!("trt_{k}"), v.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(parameters: &[(&str, &str)]) -> Result<SessionSettings, BackendError> {
+        let options =
+            LoadOptions { parameters: parameters.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..LoadOptions::default() };
+        SessionSettings::from_options(&options)
+    }
+
+    #[test]
+    fn session_keys_pass_through_and_triton_keys_are_read() {
+        let s = settings(&[
+            ("intra_op_thread_count", "2"),
+            ("session.intra_op.allow_spinning", " 0 "),
+            ("session.use_device_allocator_for_initializers", "1"),
+            ("sessions.typo", "1"),
+        ])
+        .unwrap();
+        assert_eq!(s.intra_op_threads, Some(2));
+        assert_eq!(
+            s.config_entries,
+            [
+                ("session.intra_op.allow_spinning".to_string(), "0".to_string()),
+                ("session.use_device_allocator_for_initializers".to_string(), "1".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_values_name_the_parameter() {
+        let e = settings(&[("intra_op_thread_count", "many")]).unwrap_err().to_string();
+        assert!(e.contains("intra_op_thread_count") && e.contains("many"), "{e}");
+        let e = settings(&[("execution_mode", "2")]).unwrap_err().to_string();
+        assert!(e.contains("execution_mode"), "{e}");
+        let e = settings(&[("enable_mem_arena", "yes")]).unwrap_err().to_string();
+        assert!(e.contains("enable_mem_arena"), "{e}");
     }
 }
