@@ -127,6 +127,16 @@ def build_repository(root: Path) -> Path:
     broken("onnx_100gb", "need 100000000000 bytes, the data holds 8", {"1/model.onnx": add_model(claiming_tensor([25_000, 1_000_000]))})
     broken("onnx_negative_dim", "negative dimension", {"1/model.onnx": add_model(claiming_tensor([-2]))})
     broken("onnx_overflow", "more elements than fit", {"1/model.onnx": add_model(claiming_tensor([2**62, 2**62]))})
+    # A few bytes of constants that ask an engine for terabytes while it folds the graph.
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [1_000_000, 1_000_000])
+    broken("onnx_constant_of_shape_4tb", "node 'zeros' (ConstantOfShape)",
+           {"1/model.onnx": add_model(claiming_tensor([2]), [
+               helper.make_node("Constant", [], ["shape"], value=shape),
+               helper.make_node("ConstantOfShape", ["shape"], ["z"], name="zeros")])})
+    bounds = [helper.make_node("Constant", [], [n], value=helper.make_tensor(n, TensorProto.INT64, [], [v]))
+              for n, v in (("start", 0), ("limit", 10**12), ("delta", 1))]
+    broken("onnx_range_8tb", "node 'r' (Range)",
+           {"1/model.onnx": add_model(claiming_tensor([2]), [*bounds, helper.make_node("Range", ["start", "limit", "delta"], ["r"], name="r")])})
     (outside / "w.bin").write_bytes(b"\0" * 8)
     broken("onnx_external_dotdot", "relative path inside", {"1/model.onnx": add_model(external_tensor("../../../outside/w.bin"))})
     broken("onnx_external_absolute", "relative path inside", {"1/model.onnx": add_model(external_tensor(str(outside / "w.bin")))})

@@ -6,12 +6,18 @@
 //! initializers, node attributes, nested graphs and functions) must hold exactly the bytes its
 //! dims and type need, in `raw_data`, in a typed data field, or in an external data file inside
 //! the model's directory. So nothing is allocated from a shape the file cannot back, and the
-//! error names the tensor.
+//! error names the tensor. Nodes whose output size constants in the file decide are bounded too
+//! ([`sizes`]).
+
+mod sizes;
 
 use std::{
     fs,
+    io::{Read, Seek, SeekFrom},
     path::{Component, Path, PathBuf},
 };
+
+use sizes::Constants;
 
 use prost::Message;
 use tract_onnx::pb::{self, tensor_proto::DataType as OnnxType};
@@ -41,9 +47,9 @@ pub(crate) fn read_checked(path: &Path) -> Result<pb::ModelProto, String> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let checker = Checker { dir };
     let graph = proto.graph.as_ref().ok_or("not an ONNX model (it has no graph)")?;
-    checker.graph(graph, 0)?;
+    checker.graph(graph, 0, Constants::default())?;
     for function in &proto.functions {
-        checker.nodes(&function.node, 0)?;
+        checker.nodes(&function.node, 0, Constants::default())?;
     }
     Ok(proto)
 }
@@ -54,20 +60,22 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn graph(&self, graph: &pb::GraphProto, depth: usize) -> Result<(), String> {
+    /// Checks a graph; `constants` are those of the graphs around it, which it can use.
+    fn graph(&self, graph: &pb::GraphProto, depth: usize, mut constants: Constants) -> Result<(), String> {
         if depth > MAX_GRAPH_DEPTH {
             return Err(format!("graphs nested deeper than {MAX_GRAPH_DEPTH} levels"));
         }
         for tensor in &graph.initializer {
             self.tensor(tensor, "initializer")?;
+            constants.add_tensor(&tensor.name, tensor, |t| self.external_bytes(t));
         }
         for sparse in &graph.sparse_initializer {
             self.sparse(sparse)?;
         }
-        self.nodes(&graph.node, depth)
+        self.nodes(&graph.node, depth, constants)
     }
 
-    fn nodes(&self, nodes: &[pb::NodeProto], depth: usize) -> Result<(), String> {
+    fn nodes(&self, nodes: &[pb::NodeProto], depth: usize, mut constants: Constants) -> Result<(), String> {
         for node in nodes {
             for attribute in &node.attribute {
                 let context = || format!("attribute '{}' of node '{}' ({})", attribute.name, node.name, node.op_type);
@@ -78,9 +86,10 @@ impl Checker<'_> {
                     self.sparse(sparse).map_err(|e| format!("{}: {e}", context()))?;
                 }
                 for graph in attribute.g.iter().chain(&attribute.graphs) {
-                    self.graph(graph, depth + 1)?;
+                    self.graph(graph, depth + 1, constants.clone())?;
                 }
             }
+            constants.node(node, |t| self.external_bytes(t))?;
         }
         Ok(())
     }
@@ -142,6 +151,25 @@ impl Checker<'_> {
     /// The bytes the external data of `tensor` covers, checked to lie within its file, and the
     /// file within the model's directory.
     fn external_length(&self, tensor: &pb::TensorProto) -> Result<usize, String> {
+        self.external_range(tensor).map(|(_, _, length)| length)
+    }
+
+    /// The bytes of a small tensor kept in an external data file (at most 64 KiB; `None` for a
+    /// larger one or one that cannot be read).
+    fn external_bytes(&self, tensor: &pb::TensorProto) -> Option<Vec<u8>> {
+        let (path, offset, length) = self.external_range(tensor).ok()?;
+        if length > 64 << 10 {
+            return None;
+        }
+        let mut file = fs::File::open(path).ok()?;
+        file.seek(SeekFrom::Start(offset)).ok()?;
+        let mut bytes = vec![0; length];
+        file.read_exact(&mut bytes).ok()?;
+        Some(bytes)
+    }
+
+    /// Where the external data of `tensor` lies: its file, offset and length.
+    fn external_range(&self, tensor: &pb::TensorProto) -> Result<(PathBuf, u64, usize), String> {
         let entry = |key: &str| tensor.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str());
         let location = entry("location").ok_or("no location")?;
         let path = self.inside_dir(location)?;
@@ -160,7 +188,8 @@ impl Checker<'_> {
         if end > file_len {
             return Err(format!("bytes {offset}..{end} lie past the end of {location} ({file_len} bytes)"));
         }
-        usize::try_from(length).map_err(|_| format!("length {length} does not fit in memory"))
+        let length = usize::try_from(length).map_err(|_| format!("length {length} does not fit in memory"))?;
+        Ok((path, offset, length))
     }
 
     /// `location` as a path inside the model's directory: relative, without `..`, and not a

@@ -211,3 +211,122 @@ fn external_data_must_stay_inside_the_model_directory_and_its_file() {
         assert!(e.contains(expected), "case {i}: {e}");
     }
 }
+
+fn node(op: &str, name: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
+    pb::NodeProto {
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        name: name.into(),
+        op_type: op.into(),
+        ..Default::default()
+    }
+}
+
+fn int_constant(name: &str, values: &[i64]) -> pb::NodeProto {
+    let mut n = node("Constant", name, &[], name);
+    n.attribute.push(pb::AttributeProto { name: "value_ints".into(), ints: values.to_vec(), r#type: 7, ..Default::default() });
+    n
+}
+
+fn scalar_constant(name: &str, value: i64) -> pb::NodeProto {
+    let tensor = pb::TensorProto { data_type: OnnxType::Int64 as i32, int64_data: vec![value], ..Default::default() };
+    let mut n = node("Constant", name, &[], name);
+    n.attribute.push(pb::AttributeProto { name: "value".into(), t: Some(tensor), r#type: 4, ..Default::default() });
+    n
+}
+
+fn int64_initializer(name: &str, values: &[i64]) -> pb::TensorProto {
+    pb::TensorProto {
+        name: name.into(),
+        dims: vec![values.len() as i64],
+        data_type: OnnxType::Int64 as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+/// The `y = x + w` model with `nodes` and `initializers` added to its graph.
+fn with_nodes(nodes: Vec<pb::NodeProto>, initializers: Vec<pb::TensorProto>) -> Vec<u8> {
+    let mut m = model(weight(&[1.0, 2.0]));
+    let graph = m.graph.as_mut().unwrap();
+    graph.node.extend(nodes);
+    graph.initializer.extend(initializers);
+    m.encode_to_vec()
+}
+
+#[test]
+fn nodes_whose_constants_ask_for_gigabytes_are_refused_before_any_engine_sees_them() {
+    let dir = TempDir::new("sizes");
+    let before = peak_rss();
+    // ConstantOfShape from an initializer: 10^12 floats.
+    let e = load_error(&write(
+        &dir,
+        "cos.onnx",
+        &with_nodes(vec![node("ConstantOfShape", "zeros", &["shape"], "z")], vec![int64_initializer("shape", &[1_000_000, 1_000_000])]),
+    ));
+    assert!(e.contains("node 'zeros' (ConstantOfShape)") && e.contains("4000000000000 bytes"), "{e}");
+    // The shape passed through Concat, Cast and Identity of Constant nodes.
+    let mut cast = node("Cast", "cast", &["cat"], "cast");
+    cast.attribute.push(pb::AttributeProto { name: "to".into(), i: OnnxType::Int64 as i64, r#type: 2, ..Default::default() });
+    let e = load_error(&write(
+        &dir,
+        "cos_followed.onnx",
+        &with_nodes(
+            vec![
+                int_constant("a", &[100_000]),
+                int_constant("b", &[100_000]),
+                node("Concat", "cat", &["a", "b"], "cat"),
+                cast,
+                node("Identity", "id", &["cast"], "shape"),
+                node("ConstantOfShape", "zeros", &["shape"], "z"),
+            ],
+            vec![],
+        ),
+    ));
+    assert!(e.contains("node 'zeros' (ConstantOfShape)") && e.contains("[100000.0, 100000.0]"), "{e}");
+    // Range from 0 to 10^12, and a Range with delta 0.
+    let range = |delta: i64| {
+        with_nodes(
+            vec![
+                scalar_constant("start", 0),
+                scalar_constant("limit", 1_000_000_000_000),
+                scalar_constant("delta", delta),
+                node("Range", "r", &["start", "limit", "delta"], "r"),
+            ],
+            vec![],
+        )
+    };
+    let e = load_error(&write(&dir, "range.onnx", &range(1)));
+    assert!(e.contains("node 'r' (Range)") && e.contains("1000000000000 values"), "{e}");
+    let e = load_error(&write(&dir, "range0.onnx", &range(0)));
+    assert!(e.contains("delta is 0"), "{e}");
+    // Expand of a small input to a huge shape, and Tile with huge repeats.
+    let e = load_error(&write(
+        &dir,
+        "expand.onnx",
+        &with_nodes(vec![node("Expand", "grow", &["x", "to"], "e")], vec![int64_initializer("to", &[1 << 20, 1 << 20])]),
+    ));
+    assert!(e.contains("node 'grow' (Expand)"), "{e}");
+    let e = load_error(&write(
+        &dir,
+        "tile.onnx",
+        &with_nodes(vec![node("Tile", "tile", &["w", "reps"], "t")], vec![int64_initializer("reps", &[1 << 40])]),
+    ));
+    assert!(e.contains("node 'tile' (Tile)") && e.contains("8796093022208 bytes"), "{e}");
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < 256 << 20, "peak RSS grew by {grown} bytes");
+
+    // The same nodes at ordinary sizes pass the check.
+    let ordinary = with_nodes(
+        vec![
+            node("ConstantOfShape", "zeros", &["shape"], "z"),
+            scalar_constant("start", 0),
+            scalar_constant("limit", 1000),
+            scalar_constant("delta", 1),
+            node("Range", "r", &["start", "limit", "delta"], "r"),
+            node("Tile", "tile", &["w", "reps"], "t"),
+        ],
+        vec![int64_initializer("shape", &[64, 1024]), int64_initializer("reps", &[4096])],
+    );
+    read_checked(&write(&dir, "ordinary.onnx", &ordinary)).unwrap();
+}
