@@ -18,6 +18,10 @@ pub(crate) struct EdgeArgs {
     /// the first byte of a later request on a kept-alive connection); then it is closed.
     #[arg(long, value_name = "SECS", default_value_t = limits::DEFAULT_HEADER_TIMEOUT.as_secs())]
     http_header_timeout_secs: u64,
+    /// Seconds a client has to send a request's whole body once its head is complete; past it
+    /// the answer is 408 and the connection is closed.
+    #[arg(long, value_name = "SECS", default_value_t = limits::DEFAULT_BODY_TIMEOUT.as_secs())]
+    http_body_timeout_secs: u64,
     /// Seconds an HTTP connection may sit idle between requests before it is closed.
     #[arg(long, value_name = "SECS", default_value_t = limits::DEFAULT_KEEPALIVE_TIMEOUT.as_secs())]
     http_keepalive_timeout_secs: u64,
@@ -79,6 +83,7 @@ impl EdgeArgs {
     /// Checks the flags and builds the settings.
     pub(crate) fn resolve(&self) -> anyhow::Result<Edge> {
         anyhow::ensure!(self.http_header_timeout_secs > 0, "--http-header-timeout-secs must be at least 1");
+        anyhow::ensure!(self.http_body_timeout_secs > 0, "--http-body-timeout-secs must be at least 1");
         anyhow::ensure!(self.http_keepalive_timeout_secs > 0, "--http-keepalive-timeout-secs must be at least 1");
         anyhow::ensure!(
             self.http_max_header_size >= limits::MIN_MAX_HEADER_BYTES,
@@ -93,6 +98,7 @@ impl EdgeArgs {
         let limits = EdgeLimits {
             http_header_timeout: Duration::from_secs(self.http_header_timeout_secs),
             http_keepalive_timeout: Duration::from_secs(self.http_keepalive_timeout_secs),
+            http_body_timeout: Duration::from_secs(self.http_body_timeout_secs),
             http_max_connections: self.http_max_connections,
             http_max_header_bytes: self.http_max_header_size,
             http_max_headers: self.http_max_headers,

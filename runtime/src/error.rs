@@ -24,6 +24,9 @@ pub enum ServeError {
     /// The request body exceeds the configured limit (HTTP 413, INVALID_ARGUMENT).
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The request body did not arrive in time (HTTP 408; over gRPC, DEADLINE_EXCEEDED).
+    #[error("{0}")]
+    BodyTimeout(String),
     /// The backend failed while executing (HTTP 500, INTERNAL).
     #[error("{0}")]
     Inference(String),

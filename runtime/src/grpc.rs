@@ -24,7 +24,7 @@ pub fn status_of(error: ServeError) -> Status {
         ServeError::NotFound(m) => Status::not_found(m),
         ServeError::Unavailable(m) => Status::unavailable(m),
         ServeError::QueueFull(m) => Status::resource_exhausted(m),
-        ServeError::Timeout(m) => Status::deadline_exceeded(m),
+        ServeError::Timeout(m) | ServeError::BodyTimeout(m) => Status::deadline_exceeded(m),
         ServeError::Inference(m) => Status::internal(m),
         ServeError::Unsupported(m) => Status::unimplemented(m),
     }

@@ -31,6 +31,8 @@ use tracing::{debug, warn};
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default time an HTTP connection may sit idle between requests (60 s).
 pub const DEFAULT_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time to receive a request's whole body once its head is in.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default bound on an HTTP/1 request head, request line and headers together (64 KiB).
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;
 /// The smallest header bound hyper accepts (its read buffer's floor).
@@ -60,6 +62,9 @@ pub struct EdgeLimits {
     pub http_header_timeout: Duration,
     /// Time an HTTP connection may sit with no request in flight and no byte received.
     pub http_keepalive_timeout: Duration,
+    /// Time from a complete request head to its complete body (a body that trickles in is cut
+    /// off with 408); the head's timeout ends where this one starts.
+    pub http_body_timeout: Duration,
     /// Concurrent HTTP connections (`None`: [`auto_max_connections`]).
     pub http_max_connections: Option<usize>,
     /// Bound on an HTTP/1 request head in bytes; past it hyper answers 431 and closes.
@@ -107,6 +112,7 @@ impl Default for EdgeLimits {
         EdgeLimits {
             http_header_timeout: DEFAULT_HEADER_TIMEOUT,
             http_keepalive_timeout: DEFAULT_KEEPALIVE_TIMEOUT,
+            http_body_timeout: DEFAULT_BODY_TIMEOUT,
             http_max_connections: None,
             http_max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             http_max_headers: DEFAULT_MAX_HEADERS,

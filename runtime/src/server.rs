@@ -136,6 +136,7 @@ impl Server {
         let http_state = Arc::new(HttpState {
             registry: registry.clone(),
             max_body_bytes: options.max_body_bytes,
+            body_timeout: options.limits.http_body_timeout,
             shutting_down: shutting_down.clone(),
             extension: options.http_extension.clone(),
             openapi: Default::default(),

@@ -6,6 +6,7 @@ keep-alive timeout is separate from the header timeout; oversized heads get 431.
 from __future__ import annotations
 
 import http.client
+import json
 import select
 import socket
 import statistics
@@ -17,6 +18,7 @@ from conftest import QuiverServer, copy_deploy_models
 
 HEADER_TIMEOUT = 2.0
 KEEPALIVE_TIMEOUT = 4.0
+BODY_TIMEOUT = 3.0
 SLOW_CONNECTIONS = 2500
 
 
@@ -31,6 +33,7 @@ def limited(tmp_path):
         tmp_path,
         "--http-header-timeout-secs", str(int(HEADER_TIMEOUT)),
         "--http-keepalive-timeout-secs", str(int(KEEPALIVE_TIMEOUT)),
+        "--http-body-timeout-secs", str(int(BODY_TIMEOUT)),
         "--http-max-connections", "4000",
         "--http-max-header-size", "16384",
         "--http-max-headers", "50",
@@ -129,6 +132,40 @@ def test_slow_header_connections_are_shed_and_ordinary_clients_keep_their_latenc
     # The ordinary connection, kept alive throughout, still works.
     assert _latencies(client, 1)
     client.close()
+
+
+def test_a_body_that_trickles_in_is_cut_off_with_408(limited):
+    addr = _addr(limited)
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}).encode()
+    s = socket.create_connection(addr, timeout=10)
+    s.sendall(b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\n\r\n" % len(body))
+    head_sent = time.monotonic()
+    # One byte every 0.25 s, never the last: each byte is on time, the whole body is not.
+    answer, sent = b"", 0
+    while time.monotonic() - head_sent < BODY_TIMEOUT + 4 and sent < len(body) - 1:
+        readable, _, _ = select.select([s], [], [], 0.25)
+        if readable:
+            answer = s.recv(65536)
+            break
+        s.sendall(body[sent:sent + 1])
+        sent += 1
+    elapsed = time.monotonic() - head_sent
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert b'"error"' in answer and b"did not arrive within" in answer, answer
+    assert BODY_TIMEOUT - 0.3 <= elapsed <= BODY_TIMEOUT + 2.0, elapsed
+    # The connection is closed after the answer (its body was never finished).
+    s.settimeout(5)
+    rest = b""
+    while chunk := s.recv(65536):
+        rest += chunk
+    s.close()
+    # A body that arrives in time is served as ever.
+    conn = http.client.HTTPConnection(*addr, timeout=10)
+    conn.request("POST", "/v2/models/iris/infer", body=body, headers={"Content-Type": "application/json"})
+    r = conn.getresponse()
+    assert r.status == 200, r.read()
+    conn.close()
 
 
 def test_keepalive_timeout_is_separate_from_the_header_timeout(limited):

@@ -282,3 +282,32 @@ async fn discovery_405_and_events() {
     let r = req(&s, Method::GET, "/api/v1/namespaces/default/events?fieldSelector=reason%3DX", &Value::Null).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+/// A body that sends its first bytes, then nothing, never ending.
+struct StalledBody(bool);
+
+impl Body for StalledBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if std::mem::replace(&mut self.0, true) {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(Bytes::from_static(b"{\"apiVersion\": ")))))
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_stops_arriving_is_a_408_after_the_body_timeout() {
+    let started = tokio::time::Instant::now();
+    let error = read_body(StalledBody(false)).await.unwrap_err();
+    assert_eq!(error.code, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(started.elapsed(), BODY_TIMEOUT);
+    // A whole body is read as ever.
+    assert_eq!(read_body(Full::new(Bytes::from_static(b"{}"))).await.unwrap(), Bytes::from_static(b"{}"));
+}

@@ -55,6 +55,8 @@ pub struct HttpState {
     pub registry: Arc<ModelRegistry>,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Time to receive a request's body once its head is in (`--http-body-timeout-secs`).
+    pub body_timeout: std::time::Duration,
     /// Set once shutdown begins, so readiness turns false while in-flight work drains.
     pub shutting_down: Arc<std::sync::atomic::AtomicBool>,
     /// Extra routes (the control plane's API), asked before the model server's own.
@@ -77,6 +79,7 @@ pub fn status_of(error: &ServeError) -> StatusCode {
         ServeError::Unavailable(_) | ServeError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
         ServeError::QueueFull(_) => StatusCode::TOO_MANY_REQUESTS,
         ServeError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ServeError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         ServeError::Inference(_) => StatusCode::INTERNAL_SERVER_ERROR,
         ServeError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
     }
@@ -290,13 +293,19 @@ async fn read_body(state: &HttpState, request: Request<Incoming>) -> Result<(htt
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
         return Err(too_large());
     }
-    let collected = Limited::new(body, state.max_body_bytes).collect().await.map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            too_large()
-        } else {
-            ServeError::InvalidInput(format!("failed to read the request body: {e}"))
-        }
-    })?;
+    // A deadline for the whole body, not per read: a body trickled a byte at a time would
+    // otherwise hold its connection (and its buffer) as long as the client likes.
+    let timeout = state.body_timeout;
+    let collected = tokio::time::timeout(timeout, Limited::new(body, state.max_body_bytes).collect())
+        .await
+        .map_err(|_| ServeError::BodyTimeout(format!("the request body did not arrive within {} s", timeout.as_secs_f64())))?
+        .map_err(|e| {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                too_large()
+            } else {
+                ServeError::InvalidInput(format!("failed to read the request body: {e}"))
+            }
+        })?;
     let body = decode_content(parts.headers.get(header::CONTENT_ENCODING), collected.to_bytes(), state.max_body_bytes)?;
     Ok((parts, body))
 }
