@@ -1,7 +1,9 @@
 """Connection limits of the HTTP listener against hostile clients: thousands of connections that
 trickle header bytes are shed within the header timeout while an ordinary client keeps its
-latency; the connection cap holds new connections in the backlog until a slot frees; the
-keep-alive timeout is separate from the header timeout; oversized heads get 431."""
+latency; a body trickled in is cut off at the body timeout; a rapid-reset HTTP/2 flood gets
+GOAWAY while both listeners keep serving; the connection cap holds new connections in the
+backlog until a slot frees; the keep-alive timeout is separate from the header timeout;
+oversized heads get 431."""
 
 from __future__ import annotations
 
@@ -12,7 +14,13 @@ import socket
 import statistics
 import time
 
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
 import pytest
+import tritonclient.grpc as grpcclient
 
 from conftest import QuiverServer, copy_deploy_models
 
@@ -42,8 +50,8 @@ def limited(tmp_path):
     srv.kill()
 
 
-def _addr(srv: QuiverServer) -> tuple[str, int]:
-    host, port = srv.http_addr.rsplit(":", 1)
+def _addr(srv: QuiverServer, listener: str = "http") -> tuple[str, int]:
+    host, port = (srv.http_addr if listener == "http" else srv.grpc_addr).rsplit(":", 1)
     return host, int(port)
 
 
@@ -166,6 +174,55 @@ def test_a_body_that_trickles_in_is_cut_off_with_408(limited):
     r = conn.getresponse()
     assert r.status == 200, r.read()
     conn.close()
+
+
+def _rapid_reset_flood(addr: tuple[str, int], streams: int) -> tuple[int, h2.events.ConnectionTerminated | None]:
+    """Opens streams and resets each at once (CVE-2023-44487), in writes of 200 pairs, until
+    `streams` are sent or the server ends the connection. Returns the streams sent and the
+    server's GOAWAY, if one came."""
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    headers = [(":method", "POST"), (":scheme", "http"), (":authority", "%s:%d" % addr),
+               (":path", "/inference.GRPCInferenceService/ServerLive"), ("content-type", "application/grpc"), ("te", "trailers")]
+    s = socket.create_connection(addr, timeout=10)
+    conn.initiate_connection()
+    s.sendall(conn.data_to_send())
+    sent, goaway = 0, None
+    try:
+        while sent < streams and goaway is None:
+            for _ in range(200):
+                stream = conn.get_next_available_stream_id()
+                conn.send_headers(stream, headers)
+                conn.reset_stream(stream, error_code=h2.errors.ErrorCodes.CANCEL)
+                sent += 1
+            s.sendall(conn.data_to_send())
+            while select.select([s], [], [], 0)[0]:
+                data = s.recv(65536)
+                if not data:
+                    return sent, goaway
+                goaway = next((e for e in conn.receive_data(data) if isinstance(e, h2.events.ConnectionTerminated)), goaway)
+    except (OSError, h2.exceptions.ProtocolError):
+        pass  # the server closed the connection while frames were still going out
+    finally:
+        s.close()
+    return sent, goaway
+
+
+# The gRPC port, and HTTP/2 (prior knowledge) on the HTTP port.
+@pytest.mark.parametrize("port", ["grpc", "http"])
+def test_a_rapid_reset_flood_is_cut_off_and_the_server_keeps_serving(limited, port):
+    sent, goaway = _rapid_reset_flood(_addr(limited, port), 100_000)
+    # hyper/h2 answer a burst of streams reset before they were accepted with GOAWAY
+    # ENHANCE_YOUR_CALM ("too_many_resets") long before the flood is through.
+    assert goaway is not None, f"no GOAWAY after {sent} reset streams"
+    assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, goaway
+    assert goaway.last_stream_id < 2 * 10_000 and sent < 100_000, (sent, goaway)
+    # Both listeners go on serving.
+    conn = http.client.HTTPConnection(*_addr(limited), timeout=10)
+    assert _latencies(conn, 3)
+    conn.close()
+    client = grpcclient.InferenceServerClient(limited.grpc_addr)
+    assert client.is_server_live()
+    client.close()
 
 
 def test_keepalive_timeout_is_separate_from_the_header_timeout(limited):
