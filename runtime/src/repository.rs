@@ -155,7 +155,7 @@ impl ModelDirectory {
         for entry in fs::read_dir(&path).map_err(|e| io_error(&path, e))? {
             let entry = entry.map_err(|e| io_error(&path, e))?;
             let file_name = entry.file_name();
-            let Some(version) = file_name.to_str().and_then(|s| s.parse::<u64>().ok()) else { continue };
+            let Some(version) = file_name.to_str().and_then(version_number) else { continue };
             if entry.path().is_dir() {
                 available_versions.push(version);
             }
@@ -207,6 +207,16 @@ pub fn select_versions(policy: Option<&ModelVersionPolicy>, available: &[u64]) -
     }
 }
 
+/// The version a directory name stands for, as Triton reads them: decimal digits not starting
+/// with 0. Other names (`01`, `0`, `+1`, `v1`) are not versions and are passed over, so a
+/// directory is always found again under the version it was read as.
+pub fn version_number(name: &str) -> Option<u64> {
+    if name.is_empty() || name.starts_with('0') || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    name.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +243,10 @@ mod tests {
         fs::create_dir_all(dir.join("m/1")).unwrap();
         fs::create_dir_all(dir.join("m/3")).unwrap();
         fs::create_dir_all(dir.join("m/notaversion")).unwrap();
+        // Not versions to Triton: a leading zero, a sign, zero itself.
+        for ignored in ["01", "007", "0", "+2", "-2", " 4"] {
+            fs::create_dir_all(dir.join("m").join(ignored)).unwrap();
+        }
         fs::create_dir_all(dir.join(".hidden")).unwrap();
         fs::write(dir.join("m/config.pbtxt"), "max_batch_size: 4\nversion_policy: { all {} }").unwrap();
         fs::write(dir.join("README"), "not a model").unwrap();

@@ -124,7 +124,7 @@ fn highest_version(dir: &Path) -> io::Result<Option<PathBuf>> {
     let mut best: Option<(u64, PathBuf)> = None;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let Some(n) = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else { continue };
+        let Some(n) = entry.file_name().to_str().and_then(quiver_runtime::repository::version_number) else { continue };
         if entry.file_type()?.is_dir() && best.as_ref().is_none_or(|(b, _)| n > *b) {
             best = Some((n, entry.path()));
         }

@@ -72,14 +72,14 @@ fn files_in(dir: &Path, format: &str) -> Result<Vec<PathBuf>, StorageError> {
     Ok(files)
 }
 
-/// Integer-named subdirectories of `dir` (Triton versions), ascending.
+/// Subdirectories of `dir` named as Triton versions, ascending.
 fn version_dirs(dir: &Path, format: &str) -> Result<Vec<(u64, PathBuf)>, StorageError> {
     let unreadable =
         |e: std::io::Error| StorageError::NoModel { path: dir.to_path_buf(), format: format.to_string(), reason: e.to_string() };
     let mut versions = Vec::new();
     for entry in fs::read_dir(dir).map_err(unreadable)? {
         let entry = entry.map_err(unreadable)?;
-        if let Some(v) = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) {
+        if let Some(v) = entry.file_name().to_str().and_then(quiver_runtime::repository::version_number) {
             if entry.path().is_dir() {
                 versions.push((v, entry.path()));
             }
