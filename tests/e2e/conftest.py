@@ -138,9 +138,14 @@ class QuiverServer:
                     return
                 # Fail fast when every model has settled and some could not be loaded.
                 idx = requests.post(f"{self.http_url}/v2/repository/index", json={}, timeout=2)
+                # (Models an explicit mode has not loaded are UNAVAILABLE "not loaded": not a
+                # failure. Readiness is asked again: the index can settle a moment before it.)
                 if idx.status_code == 200 and isinstance(idx.json(), list) and idx.json():
                     states = {m.get("state") for m in idx.json()}
-                    if states <= {"READY", "UNAVAILABLE"} and "UNAVAILABLE" in states:
+                    failed = [m for m in idx.json() if m.get("state") == "UNAVAILABLE" and m.get("reason") != "not loaded"]
+                    if states <= {"READY", "UNAVAILABLE"} and failed:
+                        if requests.get(f"{self.http_url}/v2/health/ready", timeout=2).status_code == 200:
+                            return
                         break
             except (requests.RequestException, ValueError) as e:
                 last = repr(e)
