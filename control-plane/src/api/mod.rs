@@ -218,10 +218,10 @@ fn too_large() -> ApiError {
     ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge", format!("request body is larger than {MAX_BODY_BYTES} bytes"))
 }
 
-/// Time to receive a request's whole body once its head is in, as the model server's default
-/// `--http-body-timeout-secs`: a body trickled a byte at a time would otherwise hold its
+/// Time to receive a request's whole body once its head is in: the model server's default
+/// `--http-body-timeout-secs`, since a body trickled a byte at a time would otherwise hold its
 /// connection for as long as the client likes.
-const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+const BODY_TIMEOUT: std::time::Duration = quiver_runtime::limits::DEFAULT_BODY_TIMEOUT;
 
 async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
 where
